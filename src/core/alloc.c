@@ -1,0 +1,57 @@
+#include "core/alloc.h"
+
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+static _Atomic long fail_countdown = -1; /* test hook, see alloc.h */
+static _Atomic long alloc_count = 0;
+
+void pc_alloc_fail_after(long n) {
+    atomic_store(&fail_countdown, n);
+    atomic_store(&alloc_count, 0);
+}
+
+long pc_alloc_count(void) { return atomic_load(&alloc_count); }
+
+static int injected_failure(void) {
+    atomic_fetch_add(&alloc_count, 1);
+    long left = atomic_load(&fail_countdown);
+    if (left < 0) return 0;
+    if (left == 0) return 1;
+    atomic_fetch_sub(&fail_countdown, 1);
+    return 0;
+}
+
+void *pc_malloc(size_t size) {
+    if (injected_failure()) return NULL;
+    if (size == 0) size = 1;
+    size_t rounded = (size + 63) & ~(size_t)63;
+    if (rounded < size) return NULL;
+    return aligned_alloc(64, rounded);
+}
+
+void *pc_calloc(size_t count, size_t size) {
+    if (size && count > SIZE_MAX / size) return NULL;
+    void *p = pc_malloc(count * size);
+    if (p) memset(p, 0, count * size);
+    return p;
+}
+
+void *pc_realloc(void *p, size_t old_size, size_t new_size) {
+    void *q = pc_malloc(new_size);
+    if (!q) return NULL;
+    if (p) memcpy(q, p, old_size < new_size ? old_size : new_size);
+    pc_free(p);
+    return q;
+}
+
+char *pc_strdup(const char *s) {
+    size_t n = strlen(s) + 1;
+    char *d = pc_malloc(n);
+    if (d) memcpy(d, s, n);
+    return d;
+}
+
+void pc_free(void *p) { free(p); }

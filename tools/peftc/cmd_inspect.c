@@ -1,0 +1,8 @@
+/* Placeholder until this subcommand lands; it refuses to run rather than pretend. */
+#include "cli.h"
+
+int cmd_inspect(int argc, char **argv) {
+    (void)argc;
+    (void)argv;
+    return cli_usage_error("'inspect' is not implemented yet");
+}
