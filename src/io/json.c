@@ -1,0 +1,142 @@
+/* JSON config helpers over cJSON: load with line:column syntax errors, typed getters whose errors name
+ * the file and the key, atomic pretty-printed writes. A JSON null counts as absent: PEFT writes many
+ * optional fields as null (adapter_config.json), and "not given" is what it means. */
+#include "io/json.h"
+
+#include <float.h>
+#include <limits.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/alloc.h"
+#include "core/fileio.h"
+
+/* 1-based line and column (in UTF-8 characters) of byte `offset` in text. */
+static void line_column(const char *text, size_t offset, long *line, long *column) {
+    *line = 1;
+    *column = 1;
+    for (size_t i = 0; i < offset; i++) {
+        unsigned char c = (unsigned char)text[i];
+        if (c == '\n') {
+            (*line)++;
+            *column = 1;
+        } else if ((c & 0xc0) != 0x80) {
+            (*column)++;
+        }
+    }
+}
+
+pc_status pc_json_load(cJSON **out, const char *path, pc_error *err) {
+    *out = NULL;
+    char *text;
+    size_t len;
+    PC_TRY(pc_read_file(path, &text, &len, err));
+    const char *end = NULL;
+    cJSON *root = cJSON_ParseWithLengthOpts(text, len, &end, 0);
+    pc_status status = PC_OK;
+    if (!root) {
+        size_t at = end && end >= text && end <= text + len ? (size_t)(end - text) : 0;
+        long line, column;
+        line_column(text, at, &line, &column);
+        status = at >= len ? pc_fail(err, PC_ERR_FORMAT, "%s: %ld:%ld: invalid JSON (unexpected end of file)", path,
+                                     line, column)
+                           : pc_fail(err, PC_ERR_FORMAT, "%s: %ld:%ld: invalid JSON near '%.16s'", path, line,
+                                     column, text + at);
+    } else {
+        /* cJSON stops after the first value; anything but whitespace after it is an error too. */
+        for (const char *p = end; p < text + len; p++) {
+            if (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r') continue;
+            long line, column;
+            line_column(text, (size_t)(p - text), &line, &column);
+            status = pc_fail(err, PC_ERR_FORMAT, "%s: %ld:%ld: unexpected text after the JSON value", path, line,
+                             column);
+            cJSON_Delete(root);
+            root = NULL;
+            break;
+        }
+    }
+    pc_free(text);
+    *out = root;
+    return status;
+}
+
+static const char *type_name(const cJSON *item) {
+    if (cJSON_IsBool(item)) return "a boolean";
+    if (cJSON_IsNumber(item)) return "a number";
+    if (cJSON_IsString(item)) return "a string";
+    if (cJSON_IsArray(item)) return "an array";
+    if (cJSON_IsObject(item)) return "an object";
+    if (cJSON_IsNull(item)) return "null";
+    return "invalid";
+}
+
+/* The item for key, NULL when it is absent (or null) and optional; an error when absent and required. */
+static pc_status lookup(const cJSON *obj, const char *key, int required, const cJSON **item, const char *file,
+                        pc_error *err) {
+    *item = cJSON_IsObject(obj) ? cJSON_GetObjectItemCaseSensitive(obj, key) : NULL;
+    if (*item && cJSON_IsNull(*item)) *item = NULL;
+    if (!*item && required) return pc_fail(err, PC_ERR_FORMAT, "%s: key '%s': required but missing", file, key);
+    return PC_OK;
+}
+
+static pc_status wrong_type(const cJSON *item, const char *key, const char *want, const char *file, pc_error *err) {
+    return pc_fail(err, PC_ERR_FORMAT, "%s: key '%s': expected %s, got %s", file, key, want, type_name(item));
+}
+
+pc_status pc_json_int(const cJSON *obj, const char *key, int required, long *out, const char *file, pc_error *err) {
+    const cJSON *item;
+    PC_TRY(lookup(obj, key, required, &item, file, err));
+    if (!item) return PC_OK;
+    if (!cJSON_IsNumber(item)) return wrong_type(item, key, "an integer", file, err);
+    double d = item->valuedouble;
+    /* LONG_MAX is not exact as a double; 2^63 is, and is the first value out of range. */
+    if (d != floor(d) || d < (double)LONG_MIN || d >= -(double)LONG_MIN)
+        return pc_fail(err, PC_ERR_FORMAT, "%s: key '%s': expected an integer, got %g", file, key, d);
+    *out = (long)d;
+    return PC_OK;
+}
+
+pc_status pc_json_double(const cJSON *obj, const char *key, int required, double *out, const char *file,
+                         pc_error *err) {
+    const cJSON *item;
+    PC_TRY(lookup(obj, key, required, &item, file, err));
+    if (!item) return PC_OK;
+    if (!cJSON_IsNumber(item)) return wrong_type(item, key, "a number", file, err);
+    *out = item->valuedouble;
+    return PC_OK;
+}
+
+pc_status pc_json_bool(const cJSON *obj, const char *key, int required, int *out, const char *file, pc_error *err) {
+    const cJSON *item;
+    PC_TRY(lookup(obj, key, required, &item, file, err));
+    if (!item) return PC_OK;
+    if (!cJSON_IsBool(item)) return wrong_type(item, key, "true or false", file, err);
+    *out = cJSON_IsTrue(item) ? 1 : 0;
+    return PC_OK;
+}
+
+pc_status pc_json_string(const cJSON *obj, const char *key, int required, const char **out, const char *file,
+                         pc_error *err) {
+    const cJSON *item;
+    PC_TRY(lookup(obj, key, required, &item, file, err));
+    if (!item) return PC_OK;
+    if (!cJSON_IsString(item)) return wrong_type(item, key, "a string", file, err);
+    *out = item->valuestring;
+    return PC_OK;
+}
+
+pc_status pc_json_write_atomic(const cJSON *root, const char *path, pc_error *err) {
+    char *text = cJSON_Print(root);
+    if (!text) return pc_fail(err, PC_ERR_NOMEM, "%s: out of memory printing JSON", path);
+    pc_atomic_file af;
+    pc_status status = pc_atomic_open(&af, path, err);
+    if (status == PC_OK) {
+        status = pc_atomic_write(&af, text, strlen(text), err);
+        if (status == PC_OK) status = pc_atomic_write(&af, "\n", 1, err);
+        if (status == PC_OK) status = pc_atomic_commit(&af, err);
+        else pc_atomic_abort(&af);
+    }
+    cJSON_free(text);
+    return status;
+}
