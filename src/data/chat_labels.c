@@ -32,9 +32,11 @@ static pc_status spans_by_runs(const pc_text_codec *codec, const char *text, con
 static int is_space(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
 
 /* Where piece p matches text at or after c, skipping only whitespace of the text (a decoder may drop a
- * token's leading space: SentencePiece's "▁Hello" decodes alone to "Hello"); retried with p's own leading
- * whitespace removed (the "▁" a Prepend normalizer put after a special token is not in the text). */
-static int piece_find(const char *text, size_t len, size_t c, const char *p, size_t pl, size_t *at, size_t *mlen) {
+ * token's leading space: SentencePiece's "▁Hello" decodes alone to "Hello"), or anything when `anywhere`
+ * (after unplaced tokens, whose bytes are unknown); retried with p's own leading whitespace removed (the
+ * "▁" a Prepend normalizer put after a special token is not in the text). */
+static int piece_find(const char *text, size_t len, size_t c, const char *p, size_t pl, int anywhere, size_t *at,
+                      size_t *mlen) {
     for (int pass = 0; pass < 2; pass++) {
         if (pass == 1) {
             size_t s = 0;
@@ -45,43 +47,77 @@ static int piece_find(const char *text, size_t len, size_t c, const char *p, siz
         if (pl == 0) break;
         for (size_t x = c; x + pl <= len; x++) {
             if (memcmp(text + x, p, pl) == 0) return (*at = x), (*mlen = pl), 1;
-            if (!is_space(text[x])) break;
+            if (!anywhere && !is_space(text[x])) break;
         }
     }
     return 0;
 }
 
-/* Spans by decoding each token alone and walking the text. Tokens whose piece cannot be placed (partial
- * UTF-8 decoded as U+FFFD, pieces the decoder empties) are pending until the next placed token; together
- * they get the gap between, so the "any assistant byte" rule marks them by the bytes they might hold. */
+/* Tokens whose piece cannot be placed alone (partial UTF-8 that a byte-level decoder turns into U+FFFD,
+ * pieces the decoder empties) are pending; the pending group is decoded together after each new token, which
+ * places byte-fallback and split characters exactly once they are complete. Pending tokens still unplaced when
+ * a later token is placed share the gap before it, and the "any assistant byte" rule marks them by the bytes
+ * they might hold. A group longer than a UTF-8 character's worth of tokens, or a gap wider than its tokens
+ * could hold, means the decoder does not reproduce the text; marking by the gap would then train on the
+ * template, so the record is refused. */
+#define PENDING_MAX_TOKENS 8
+#define GAP_BYTES_PER_TOKEN 32
+
+static pc_status alignment_failed(size_t from, size_t to, size_t tokens, pc_error *err) {
+    return pc_fail(err, PC_ERR_UNSUPPORTED,
+                   "cannot align %zu tokens with bytes %zu..%zu of the rendered chat (the tokenizer's decode does "
+                   "not reproduce the text)",
+                   tokens, from, to);
+}
+
+/* Decode ids[0..n) and find the text at or after c. */
+static pc_status place_tokens(const pc_text_codec *codec, const int32_t *ids, size_t n, const char *text, size_t len,
+                              size_t c, int anywhere, int *found, size_t *at, size_t *ml, pc_error *err) {
+    char *piece = NULL;
+    size_t pl = 0;
+    PC_TRY(codec->decode(codec->ctx, ids, n, &piece, &pl, err));
+    *found = piece_find(text, len, c, piece, pl, anywhere, at, ml);
+    pc_free(piece);
+    return PC_OK;
+}
+
 static pc_status spans_by_alignment(const pc_text_codec *codec, const char *text, size_t len, const int32_t *ids,
                                     size_t n, size_t *start, size_t *end, pc_error *err) {
-    size_t c = 0, first_pending = 0;
+    size_t c = 0, first = 0; /* text cursor; first pending token */
     int pending = 0;
     for (size_t i = 0; i < n; i++) {
-        char *piece = NULL;
-        size_t pl = 0, at = 0, ml = 0;
-        PC_TRY(codec->decode(codec->ctx, ids + i, 1, &piece, &pl, err));
-        int found = piece_find(text, len, c, piece, pl, &at, &ml);
-        pc_free(piece);
-        if (!found) {
-            if (!pending) first_pending = i, pending = 1;
+        size_t at = 0, ml = 0;
+        int found = 0;
+        PC_TRY(place_tokens(codec, ids + i, 1, text, len, c, pending, &found, &at, &ml, err));
+        if (found) {
+            if (pending) {
+                if (at - c > GAP_BYTES_PER_TOKEN * (i - first)) return alignment_failed(c, at, i - first, err);
+                for (size_t j = first; j < i; j++) start[j] = c, end[j] = at;
+                start[i] = at;
+            } else {
+                start[i] = c; /* with the whitespace the decoder dropped */
+            }
+            end[i] = at + ml;
+            c = at + ml;
+            pending = 0;
             continue;
         }
-        if (pending) {
-            for (size_t j = first_pending; j < i; j++) start[j] = c, end[j] = at;
-            start[i] = at;
-        } else {
-            start[i] = c; /* with the whitespace the decoder dropped */
+        if (!pending) first = i, pending = 1;
+        if (i + 1 - first > PENDING_MAX_TOKENS) return alignment_failed(c, len, i + 1 - first, err);
+        if (i == first) continue;
+        PC_TRY(place_tokens(codec, ids + first, i + 1 - first, text, len, c, 0, &found, &at, &ml, err));
+        if (found) { /* the group is complete: it holds exactly these bytes */
+            for (size_t j = first; j <= i; j++) start[j] = c, end[j] = at + ml;
+            c = at + ml;
+            pending = 0;
         }
-        end[i] = at + ml;
-        c = at + ml;
-        pending = 0;
     }
-    if (pending)
-        for (size_t j = first_pending; j < n; j++) start[j] = c, end[j] = len;
-    else if (n > 0 && c < len)
+    if (pending) {
+        if (len - c > GAP_BYTES_PER_TOKEN * (n - first)) return alignment_failed(c, len, n - first, err);
+        for (size_t j = first; j < n; j++) start[j] = c, end[j] = len;
+    } else if (n > 0 && c < len) {
         end[n - 1] = len;
+    }
     return PC_OK;
 }
 
