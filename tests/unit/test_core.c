@@ -1,6 +1,7 @@
 /* core: dtype conversions against known bit patterns, RNG determinism, arena bounds, atomic writes, the
  * allocation fault hook. */
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 

@@ -1,0 +1,114 @@
+/* A transformer language model: weights, the architecture row, the hooks attached at its sites, and the
+ * activation plan of the current (B, T). One explicit forward and one explicit backward serve every
+ * architecture (model_forward.c); methods modify the computation only through sites (site.h). */
+#ifndef PC_MODEL_MODEL_H
+#define PC_MODEL_MODEL_H
+
+#include "core/arena.h"
+#include "core/error.h"
+#include "core/tensor.h"
+#include "kernels/matmul.h"
+#include "model/config.h"
+#include "model/site.h"
+
+/* A base tensor: its HF name, its compute copy (F32 or BF16, Linear layout for projections), and — only
+ * when something made it trainable — an fp32 gradient. */
+typedef struct pc_param {
+    char name[128];
+    pc_tensor t;
+    pc_tensor frozen;      /* the original tensor while a method has replaced t with a trainable copy */
+    float *grad;           /* NULL unless trainable */
+    int transposed;        /* stored [in,out] on disk (Conv1D); t is [out,in] */
+} pc_param;
+
+typedef struct pc_linear {
+    char name[128];        /* HF module path, e.g. "model.layers.3.self_attn.q_proj" */
+    int layer, role, in, out;
+    pc_param *weight, *bias; /* bias NULL when the architecture has none */
+    pc_hook_list hooks;
+    const float *saved_in; /* the product's input in the last forward (after PRE hooks), for backward */
+} pc_linear;
+
+typedef struct pc_layer {
+    pc_param *norm1_w, *norm1_b, *norm2_w, *norm2_b;
+    pc_linear lin[PC_LIN_COUNT]; /* roles the architecture does not use have in == 0 */
+    pc_hook_list attn_kv, head_out, sublayer[2];
+} pc_layer;
+
+typedef enum pc_base_dtype { PC_BASE_AUTO, PC_BASE_F32, PC_BASE_BF16 } pc_base_dtype;
+
+typedef struct pc_model_acts pc_model_acts; /* the activation plan (model_plan.c) */
+
+typedef struct pc_model {
+    pc_model_config cfg;
+    char *dir;                  /* the directory it was loaded from (NULL when created from a config) */
+    char *config_path;          /* its config.json */
+    pc_dtype file_dtype;        /* the checkpoint's dtype (of its projections) */
+    pc_dtype compute_dtype;     /* F32 or BF16: what frozen projection weights are kept in */
+    int n_params;
+    pc_param *params;           /* every base tensor, by HF name */
+    void *base_block;           /* one owner for all base tensor data */
+    pc_param *embed, *pos_embed, *lm_head, *final_norm_w, *final_norm_b;
+    pc_layer *layers;
+    pc_hook_list input_hooks, output_hooks;
+    pc_matmul *mm;
+    float *rope_cos, *rope_sin; /* [max_positions, head_dim/2] */
+    pc_model_acts *acts;
+} pc_model;
+
+/* Load a Hugging Face model directory (config.json + model.safetensors or sharded). base_dtype AUTO keeps
+ * F32 checkpoints in fp32 and BF16/F16 checkpoints in bf16. Every tensor is checked for presence and shape. */
+pc_status pc_model_load(pc_model **out, const char *dir, pc_base_dtype base_dtype, pc_error *err);
+/* A model from a config.json alone, with random weights N(0, 0.02) (bench, from-scratch training). */
+pc_status pc_model_create_random(pc_model **out, const char *config_path, pc_base_dtype base_dtype, uint64_t seed,
+                                 pc_error *err);
+/* Write a model directory: config.json (copied), model.safetensors in dtype (F32/BF16/F16; the on-disk
+ * layout of the architecture, Conv1D transposed back), and the tokenizer files found beside the source. */
+pc_status pc_model_save(const pc_model *m, const char *dir, pc_dtype dtype, pc_error *err);
+void pc_model_free(pc_model *m);
+
+pc_param *pc_model_find_param(pc_model *m, const char *name);
+pc_linear *pc_model_find_linear(pc_model *m, const char *module_name);
+/* Visit every projection (lm_head excluded) in layer order. */
+int pc_model_linear_count(const pc_model *m);
+pc_linear *pc_model_linear_at(pc_model *m, int i);
+
+/* Hooks. */
+pc_status pc_hook_add(pc_hook_list *list, const pc_hook *hook, pc_error *err);
+void pc_hook_list_clear(pc_hook_list *list);
+void pc_model_clear_hooks(pc_model *m);
+
+/* Make a base tensor trainable: data (fp32, same logical shape as p->t, Linear layout) replaces the compute
+ * tensor and grad receives its gradient. Restored by pc_model_param_restore. */
+void pc_model_param_make_trainable(pc_param *p, float *data, float *grad);
+void pc_model_param_restore(pc_param *p);
+
+/* The activation plan for batches of up to B rows of up to T tokens (T excludes virtual tokens, which the
+ * plan adds from the input hooks). Made once per shape; the step loop allocates nothing. A training plan
+ * keeps every layer's activations for backward; an inference plan reuses one layer's buffers. */
+pc_status pc_model_plan(pc_model *m, int B, int T, int training, pc_error *err);
+
+/* One batch: ids [B,T], labels [B,T] (HF convention, −100 ignored; the model shifts), pos [B,T] or NULL
+ * (0…T−1), doc [B,T] or NULL. */
+typedef struct pc_model_batch {
+    int B, T;
+    const int32_t *ids, *labels, *pos, *doc;
+} pc_model_batch;
+
+typedef struct pc_forward_result {
+    double loss_sum;   /* Σ of per-token cross-entropies */
+    long n_targets;    /* number of loss terms */
+} pc_forward_result;
+
+/* Forward only (evaluation): loss_sum / n_targets over the batch. */
+pc_status pc_model_forward(pc_model *m, const pc_model_batch *b, pc_forward_result *res, pc_error *err);
+/* A training step's forward and backward: gradients of grad_scale·(Σ CE) are ACCUMULATED into every
+ * trainable tensor's grad and every hook's parameters (so gradient accumulation is repeated calls). The head
+ * and the cross-entropy are fused: the loss gradient is computed while the logits of a row block exist. */
+pc_status pc_model_forward_backward(pc_model *m, const pc_model_batch *b, float grad_scale, pc_rng *rng,
+                                    pc_forward_result *res, pc_error *err);
+/* Logits of the last forward for every position: [B, T_total, V] (parity tests). */
+pc_status pc_model_logits(pc_model *m, float *logits, pc_error *err);
+int pc_model_total_len(const pc_model *m, int T); /* T plus the virtual tokens of the input hooks */
+
+#endif

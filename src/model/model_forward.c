@@ -1,0 +1,466 @@
+/* One forward and one backward for every architecture in the table. The order of operations follows the
+ * Hugging Face modeling code; methods act only through the hooks at sites (site.h).
+ *
+ * Shapes: N = B·T rows (T includes virtual tokens), C hidden, I intermediate, H heads, KVH key/value heads,
+ * hd head size, P prefix length. */
+#include <math.h>
+#include <string.h>
+
+#include "kernels/activation.h"
+#include "kernels/attention.h"
+#include "kernels/embedding.h"
+#include "kernels/norm.h"
+#include "kernels/rope.h"
+#include "kernels/xent.h"
+#include "model/model_internal.h"
+
+/* The geometry of the current call (the plan may be larger). */
+typedef struct step_shape {
+    int B, T, N, P;
+    int training;
+    pc_rng *rng;
+} step_shape;
+
+static pc_site site_begin(pc_site_kind kind, int layer, int index, const step_shape *s) {
+    pc_site site;
+    memset(&site, 0, sizeof site);
+    site.kind = kind;
+    site.layer = layer;
+    site.index = index;
+    site.B = s->B;
+    site.T = s->T;
+    site.N = s->N;
+    site.training = s->training;
+    site.rng = s->rng;
+    return site;
+}
+
+static void hooks_forward(const pc_hook_list *list, pc_site *site, int phase) {
+    for (int i = 0; i < list->count; i++) {
+        const pc_hook *h = &list->hooks[i];
+        if (!(h->phases & phase) || !h->forward) continue;
+        site->phase = phase;
+        site->state = h->state;
+        h->forward(h->owner, site);
+    }
+}
+
+static void hooks_backward(const pc_hook_list *list, pc_site *site, int phase) {
+    for (int i = list->count - 1; i >= 0; i--) {
+        const pc_hook *h = &list->hooks[i];
+        if (!(h->phases & phase) || !h->backward) continue;
+        site->phase = phase;
+        site->state = h->state;
+        h->backward(h->owner, site);
+    }
+}
+
+/* ---- norms ---------------------------------------------------------------------------------------- */
+
+static void norm_forward(const pc_model *m, float *out, float *mean, float *rstd, const float *x, const pc_param *w,
+                         const pc_param *b, int N) {
+    int C = m->cfg.hidden;
+    if (m->cfg.arch->norm == PC_NORM_RMS)
+        rmsnorm_forward(out, rstd, x, w->t.data, N, C, m->cfg.norm_eps);
+    else
+        layernorm_forward(out, mean, rstd, x, w->t.data, b->t.data, N, C, m->cfg.norm_eps);
+}
+
+/* dx += ∂/∂x; weight and bias gradients only when trainable. */
+static void norm_backward(const pc_model *m, float *dx, const float *dout, const float *x, const float *mean,
+                          const float *rstd, pc_param *w, pc_param *b, int N) {
+    int C = m->cfg.hidden;
+    if (m->cfg.arch->norm == PC_NORM_RMS)
+        rmsnorm_backward(dx, w->grad, dout, x, w->t.data, rstd, N, C);
+    else
+        layernorm_backward(dx, w->grad, b->grad, dout, x, w->t.data, mean, rstd, N, C);
+}
+
+/* ---- a projection and its hooks -------------------------------------------------------------------- */
+
+static void linear_forward(pc_model *m, pc_linear *lin, float *y, const float *x, const step_shape *s) {
+    pc_site site = site_begin(PC_SITE_LINEAR, lin->layer, lin->role, s);
+    site.linear = lin;
+    site.in_dim = lin->in;
+    site.out_dim = lin->out;
+    site.in = x;
+    hooks_forward(&lin->hooks, &site, PC_PHASE_PRE);
+    const float *used = site.replaced_in ? site.replaced_in : x;
+    pc_linear_forward(m->mm, y, used, &lin->weight->t, lin->bias ? lin->bias->t.data : NULL, s->N, lin->in,
+                      lin->out, 0);
+    site.in = used;
+    site.out = y;
+    hooks_forward(&lin->hooks, &site, PC_PHASE_POST);
+    lin->saved_in = used;
+}
+
+static int has_pre_hook(const pc_linear *lin) {
+    for (int i = 0; i < lin->hooks.count; i++)
+        if (lin->hooks.hooks[i].phases & PC_PHASE_PRE) return 1;
+    return 0;
+}
+
+/* dy [N,out] may be rewritten by POST hooks; dx [N,in] is accumulated into. */
+static void linear_backward(pc_model *m, pc_linear *lin, float *dy, float *dx, const step_shape *s) {
+    struct pc_model_acts *a = m->acts;
+    int pre = has_pre_hook(lin);
+    float *d_used = dx;
+    if (pre) {
+        d_used = a->d_linear_in;
+        memset(d_used, 0, sizeof(float) * (size_t)s->N * (size_t)lin->in);
+    }
+    pc_site site = site_begin(PC_SITE_LINEAR, lin->layer, lin->role, s);
+    site.linear = lin;
+    site.in_dim = lin->in;
+    site.out_dim = lin->out;
+    site.in = lin->saved_in;
+    site.d_out = dy;
+    site.d_in = d_used;
+    hooks_backward(&lin->hooks, &site, PC_PHASE_POST);
+    pc_linear_backward_input(m->mm, d_used, dy, &lin->weight->t, s->N, lin->in, lin->out);
+    float *dbias = lin->bias ? lin->bias->grad : NULL;
+    if (lin->weight->grad || dbias)
+        pc_linear_backward_weight(m->mm, lin->weight->grad, dbias, dy, lin->saved_in, s->N, lin->in, lin->out);
+    if (pre) {
+        /* PRE backward: d_out is the gradient of the replaced input, d_in the original input's (accumulate). */
+        site.d_out = d_used;
+        site.d_in = dx;
+        hooks_backward(&lin->hooks, &site, PC_PHASE_PRE);
+    }
+}
+
+/* ---- attention sublayer -------------------------------------------------------------------------- */
+
+static void split_qkv(const float *qkv, float *q, float *k, float *v, int N, int qd, int kvd) {
+    for (int n = 0; n < N; n++) {
+        const float *row = qkv + (size_t)n * (size_t)(qd + 2 * kvd);
+        memcpy(q + (size_t)n * qd, row, sizeof(float) * (size_t)qd);
+        memcpy(k + (size_t)n * kvd, row + qd, sizeof(float) * (size_t)kvd);
+        memcpy(v + (size_t)n * kvd, row + qd + kvd, sizeof(float) * (size_t)kvd);
+    }
+}
+
+static void join_qkv(float *qkv, const float *q, const float *k, const float *v, int N, int qd, int kvd) {
+    for (int n = 0; n < N; n++) {
+        float *row = qkv + (size_t)n * (size_t)(qd + 2 * kvd);
+        memcpy(row, q + (size_t)n * qd, sizeof(float) * (size_t)qd);
+        memcpy(row + qd, k + (size_t)n * kvd, sizeof(float) * (size_t)kvd);
+        memcpy(row + qd + kvd, v + (size_t)n * kvd, sizeof(float) * (size_t)kvd);
+    }
+}
+
+static void attention_sublayer_forward(pc_model *m, int l, const step_shape *s) {
+    const pc_model_config *c = &m->cfg;
+    struct pc_model_acts *a = m->acts;
+    pc_layer *L = &m->layers[l];
+    pc_layer_acts *A = &a->layers[l];
+    int qd = c->n_heads * c->head_dim, kvd = c->n_kv_heads * c->head_dim;
+    if (L->lin[PC_LIN_QKV].in) {
+        linear_forward(m, &L->lin[PC_LIN_QKV], a->qkv, A->ln1, s);
+        split_qkv(a->qkv, A->q, A->k, A->v, s->N, qd, kvd);
+    } else {
+        linear_forward(m, &L->lin[PC_LIN_Q], A->q, A->ln1, s);
+        linear_forward(m, &L->lin[PC_LIN_K], A->k, A->ln1, s);
+        linear_forward(m, &L->lin[PC_LIN_V], A->v, A->ln1, s);
+    }
+    if (c->arch->rope) {
+        rope_forward(A->q, a->pos, m->rope_cos, m->rope_sin, s->N, c->n_heads, c->head_dim);
+        rope_forward(A->k, a->pos, m->rope_cos, m->rope_sin, s->N, c->n_kv_heads, c->head_dim);
+    }
+    pc_site kv = site_begin(PC_SITE_ATTN_KV, l, 0, s);
+    hooks_forward(&L->attn_kv, &kv, PC_PHASE_POST);
+    a->prefix_k[l] = kv.prefix_k;
+    a->prefix_v[l] = kv.prefix_v;
+    int P = kv.prefix_k ? s->P : 0;
+    attention_forward(A->att, A->lse, A->q, A->k, A->v, kv.prefix_k, kv.prefix_v, a->has_doc ? a->doc : NULL, s->B,
+                      s->T, P, c->n_heads, c->n_kv_heads, c->head_dim);
+    pc_site ho = site_begin(PC_SITE_HEAD_OUT, l, 0, s);
+    ho.out = A->att;
+    ho.out_dim = qd;
+    hooks_forward(&L->head_out, &ho, PC_PHASE_POST);
+    linear_forward(m, &L->lin[PC_LIN_O], a->sub_out, A->att, s);
+    pc_site sub = site_begin(PC_SITE_SUBLAYER, l, PC_SUBLAYER_ATTN, s);
+    sub.in = A->ln1;
+    sub.out = a->sub_out;
+    sub.in_dim = sub.out_dim = c->hidden;
+    hooks_forward(&L->sublayer[PC_SUBLAYER_ATTN], &sub, PC_PHASE_POST);
+}
+
+/* Reads a->d_sub (gradient of the sublayer output); accumulates the gradient of ln1 into a->d_ln. */
+static void attention_sublayer_backward(pc_model *m, int l, const step_shape *s) {
+    const pc_model_config *c = &m->cfg;
+    struct pc_model_acts *a = m->acts;
+    pc_layer *L = &m->layers[l];
+    pc_layer_acts *A = &a->layers[l];
+    size_t N = (size_t)s->N;
+    int qd = c->n_heads * c->head_dim, kvd = c->n_kv_heads * c->head_dim;
+    pc_site sub = site_begin(PC_SITE_SUBLAYER, l, PC_SUBLAYER_ATTN, s);
+    sub.in = A->ln1;
+    sub.in_dim = sub.out_dim = c->hidden;
+    sub.d_out = a->d_sub;
+    sub.d_in = a->d_ln;
+    hooks_backward(&L->sublayer[PC_SUBLAYER_ATTN], &sub, PC_PHASE_POST);
+    memset(a->d_att, 0, sizeof(float) * N * (size_t)qd);
+    linear_backward(m, &L->lin[PC_LIN_O], a->d_sub, a->d_att, s);
+    pc_site ho = site_begin(PC_SITE_HEAD_OUT, l, 0, s);
+    ho.out_dim = qd;
+    ho.d_out = a->d_att;
+    hooks_backward(&L->head_out, &ho, PC_PHASE_POST);
+    memset(a->d_q, 0, sizeof(float) * N * (size_t)qd);
+    memset(a->d_k, 0, sizeof(float) * N * (size_t)kvd);
+    memset(a->d_v, 0, sizeof(float) * N * (size_t)kvd);
+    int P = a->prefix_k[l] ? s->P : 0;
+    if (P) {
+        memset(a->d_prefix_k, 0, sizeof(float) * (size_t)P * (size_t)kvd);
+        memset(a->d_prefix_v, 0, sizeof(float) * (size_t)P * (size_t)kvd);
+    }
+    attention_backward(a->d_q, a->d_k, a->d_v, P ? a->d_prefix_k : NULL, P ? a->d_prefix_v : NULL, a->d_att, A->att,
+                       A->lse, A->q, A->k, A->v, a->prefix_k[l], a->prefix_v[l], a->has_doc ? a->doc : NULL, s->B,
+                       s->T, P, c->n_heads, c->n_kv_heads, c->head_dim);
+    if (P) {
+        pc_site kv = site_begin(PC_SITE_ATTN_KV, l, 0, s);
+        kv.d_prefix_k = a->d_prefix_k;
+        kv.d_prefix_v = a->d_prefix_v;
+        hooks_backward(&L->attn_kv, &kv, PC_PHASE_POST);
+    }
+    if (c->arch->rope) {
+        rope_backward(a->d_q, a->pos, m->rope_cos, m->rope_sin, s->N, c->n_heads, c->head_dim);
+        rope_backward(a->d_k, a->pos, m->rope_cos, m->rope_sin, s->N, c->n_kv_heads, c->head_dim);
+    }
+    if (L->lin[PC_LIN_QKV].in) {
+        join_qkv(a->d_qkv, a->d_q, a->d_k, a->d_v, s->N, qd, kvd);
+        linear_backward(m, &L->lin[PC_LIN_QKV], a->d_qkv, a->d_ln, s);
+    } else {
+        linear_backward(m, &L->lin[PC_LIN_Q], a->d_q, a->d_ln, s);
+        linear_backward(m, &L->lin[PC_LIN_K], a->d_k, a->d_ln, s);
+        linear_backward(m, &L->lin[PC_LIN_V], a->d_v, a->d_ln, s);
+    }
+}
+
+/* ---- MLP sublayer ------------------------------------------------------------------------------------ */
+
+static void mlp_sublayer_forward(pc_model *m, int l, const step_shape *s) {
+    const pc_model_config *c = &m->cfg;
+    struct pc_model_acts *a = m->acts;
+    pc_layer *L = &m->layers[l];
+    pc_layer_acts *A = &a->layers[l];
+    long n = (long)s->N * c->intermediate;
+    if (c->arch->mlp == PC_MLP_SWIGLU) {
+        linear_forward(m, &L->lin[PC_LIN_GATE], A->h1, A->ln2, s);
+        linear_forward(m, &L->lin[PC_LIN_UP], A->h2, A->ln2, s);
+        swiglu_forward(A->act, A->h1, A->h2, n);
+    } else {
+        linear_forward(m, &L->lin[PC_LIN_UP], A->h1, A->ln2, s);
+        gelu_tanh_forward(A->act, A->h1, n);
+    }
+    linear_forward(m, &L->lin[PC_LIN_DOWN], a->sub_out, A->act, s);
+    pc_site sub = site_begin(PC_SITE_SUBLAYER, l, PC_SUBLAYER_MLP, s);
+    sub.in = A->ln2;
+    sub.out = a->sub_out;
+    sub.in_dim = sub.out_dim = c->hidden;
+    hooks_forward(&L->sublayer[PC_SUBLAYER_MLP], &sub, PC_PHASE_POST);
+}
+
+static void mlp_sublayer_backward(pc_model *m, int l, const step_shape *s) {
+    const pc_model_config *c = &m->cfg;
+    struct pc_model_acts *a = m->acts;
+    pc_layer *L = &m->layers[l];
+    pc_layer_acts *A = &a->layers[l];
+    long n = (long)s->N * c->intermediate;
+    pc_site sub = site_begin(PC_SITE_SUBLAYER, l, PC_SUBLAYER_MLP, s);
+    sub.in = A->ln2;
+    sub.in_dim = sub.out_dim = c->hidden;
+    sub.d_out = a->d_sub;
+    sub.d_in = a->d_ln;
+    hooks_backward(&L->sublayer[PC_SUBLAYER_MLP], &sub, PC_PHASE_POST);
+    memset(a->d_act, 0, sizeof(float) * (size_t)n);
+    linear_backward(m, &L->lin[PC_LIN_DOWN], a->d_sub, a->d_act, s);
+    memset(a->d_h1, 0, sizeof(float) * (size_t)n);
+    if (c->arch->mlp == PC_MLP_SWIGLU) {
+        memset(a->d_h2, 0, sizeof(float) * (size_t)n);
+        swiglu_backward(a->d_h1, a->d_h2, a->d_act, A->h1, A->h2, n);
+        linear_backward(m, &L->lin[PC_LIN_GATE], a->d_h1, a->d_ln, s);
+        linear_backward(m, &L->lin[PC_LIN_UP], a->d_h2, a->d_ln, s);
+    } else {
+        gelu_tanh_backward(a->d_h1, a->d_act, A->h1, n);
+        linear_backward(m, &L->lin[PC_LIN_UP], a->d_h1, a->d_ln, s);
+    }
+}
+
+/* ---- whole model ------------------------------------------------------------------------------------- */
+
+static void add_rows(float *out, const float *x, const float *y, size_t n) {
+    for (size_t i = 0; i < n; i++) out[i] = x[i] + y[i];
+}
+
+static void layer_forward(pc_model *m, int l, const step_shape *s) {
+    struct pc_model_acts *a = m->acts;
+    pc_layer *L = &m->layers[l];
+    pc_layer_acts *A = &a->layers[l];
+    size_t NC = (size_t)s->N * (size_t)m->cfg.hidden;
+    norm_forward(m, A->ln1, A->ln1_mean, A->ln1_rstd, A->x_in, L->norm1_w, L->norm1_b, s->N);
+    attention_sublayer_forward(m, l, s);
+    add_rows(A->x_mid, A->x_in, a->sub_out, NC);
+    norm_forward(m, A->ln2, A->ln2_mean, A->ln2_rstd, A->x_mid, L->norm2_w, L->norm2_b, s->N);
+    mlp_sublayer_forward(m, l, s);
+    float *x_out = l + 1 < m->cfg.n_layers ? a->layers[l + 1].x_in : a->x_out;
+    add_rows(x_out, A->x_mid, a->sub_out, NC);
+}
+
+/* a->d_resid holds ∂/∂(layer output) on entry and ∂/∂(layer input) on return. */
+static void layer_backward(pc_model *m, int l, const step_shape *s) {
+    struct pc_model_acts *a = m->acts;
+    pc_layer *L = &m->layers[l];
+    pc_layer_acts *A = &a->layers[l];
+    size_t NC = (size_t)s->N * (size_t)m->cfg.hidden;
+    memcpy(a->d_sub, a->d_resid, sizeof(float) * NC);
+    memset(a->d_ln, 0, sizeof(float) * NC);
+    mlp_sublayer_backward(m, l, s);
+    norm_backward(m, a->d_resid, a->d_ln, A->x_mid, A->ln2_mean, A->ln2_rstd, L->norm2_w, L->norm2_b, s->N);
+    memcpy(a->d_sub, a->d_resid, sizeof(float) * NC);
+    memset(a->d_ln, 0, sizeof(float) * NC);
+    attention_sublayer_backward(m, l, s);
+    norm_backward(m, a->d_resid, a->d_ln, A->x_in, A->ln1_mean, A->ln1_rstd, L->norm1_w, L->norm1_b, s->N);
+}
+
+/* Token ids, shifted targets, positions and documents for the extended sequence (virtual tokens first). */
+static pc_status prepare_inputs(pc_model *m, const pc_model_batch *b, step_shape *s, pc_error *err) {
+    struct pc_model_acts *a = m->acts;
+    int nv = a->n_virtual, V = m->cfg.vocab_size;
+    s->B = b->B;
+    s->T = b->T + nv;
+    s->N = s->B * s->T;
+    s->P = a->n_prefix;
+    a->has_doc = b->doc != NULL;
+    a->cur_B = s->B;
+    a->cur_T = s->T;
+    a->cur_N = s->N;
+    for (int r = 0; r < b->B; r++) {
+        for (int t = 0; t < s->T; t++) {
+            size_t i = (size_t)r * (size_t)s->T + (size_t)t;
+            int j = t - nv; /* index in the real sequence */
+            int32_t id = j >= 0 ? b->ids[(size_t)r * b->T + j] : 0;
+            if (id < 0 || id >= V)
+                return pc_fail(err, PC_ERR_FORMAT, "batch row %d position %d: token id %d outside the vocabulary (%d)",
+                               r, j, id, V);
+            a->ids[i] = id;
+            int pos_real = j >= 0 ? (b->pos ? b->pos[(size_t)r * b->T + j] : j) : 0;
+            a->pos[i] = (j >= 0 ? pos_real + nv : t) + s->P;
+            a->doc[i] = j >= 0 && b->doc ? b->doc[(size_t)r * b->T + j] : (b->doc ? b->doc[(size_t)r * b->T] : 0);
+            /* HF shift: position t predicts the label at t+1; virtual positions carry −100 labels. */
+            int jn = j + 1;
+            int32_t label = (t + 1 < s->T && jn >= 0) ? b->labels[(size_t)r * b->T + jn] : -100;
+            if (label != -100 && (label < 0 || label >= V))
+                return pc_fail(err, PC_ERR_FORMAT, "batch row %d position %d: label %d outside the vocabulary (%d)", r,
+                               jn, label, V);
+            a->targets[i] = label == -100 ? -1 : label;
+        }
+    }
+    return PC_OK;
+}
+
+static void embed_forward(pc_model *m, const step_shape *s) {
+    struct pc_model_acts *a = m->acts;
+    float *x = a->layers[0].x_in;
+    embedding_forward(x, a->ids, &m->embed->t, s->N, m->cfg.hidden, 0);
+    pc_site in = site_begin(PC_SITE_INPUT, -1, 0, s);
+    in.out = x;
+    in.out_dim = m->cfg.hidden;
+    int offset = 0;
+    for (int i = 0; i < m->input_hooks.count; i++) {
+        const pc_hook *h = &m->input_hooks.hooks[i];
+        in.virtual_offset = offset;
+        in.state = h->state;
+        in.phase = PC_PHASE_POST;
+        if (h->forward) h->forward(h->owner, &in);
+        offset += h->n_virtual;
+    }
+    if (m->pos_embed) embedding_forward(x, a->pos, &m->pos_embed->t, s->N, m->cfg.hidden, 1);
+}
+
+static void embed_backward(pc_model *m, const step_shape *s) {
+    struct pc_model_acts *a = m->acts;
+    if (m->pos_embed && m->pos_embed->grad) embedding_backward(m->pos_embed->grad, a->d_resid, a->pos, s->N, m->cfg.hidden);
+    pc_site in = site_begin(PC_SITE_INPUT, -1, 0, s);
+    in.d_out = a->d_resid;
+    in.out_dim = m->cfg.hidden;
+    int offset = pc_model_total_len(m, 0);
+    for (int i = m->input_hooks.count - 1; i >= 0; i--) {
+        const pc_hook *h = &m->input_hooks.hooks[i];
+        offset -= h->n_virtual;
+        in.virtual_offset = offset;
+        in.state = h->state;
+        in.phase = PC_PHASE_POST;
+        if (h->backward) h->backward(h->owner, &in);
+    }
+    if (m->embed->grad) {
+        /* Virtual rows are not tokens: their gradient went to the input hooks. */
+        int nv = a->n_virtual, C = m->cfg.hidden;
+        for (int r = 0; r < s->B; r++) {
+            size_t row0 = (size_t)r * (size_t)s->T + (size_t)nv;
+            embedding_backward(m->embed->grad, a->d_resid + row0 * (size_t)C, a->ids + row0, s->T - nv, C);
+        }
+    }
+}
+
+static pc_status run_forward(pc_model *m, const pc_model_batch *b, step_shape *s, pc_error *err) {
+    PC_TRY(prepare_inputs(m, b, s, err));
+    struct pc_model_acts *a = m->acts;
+    embed_forward(m, s);
+    for (int l = 0; l < m->cfg.n_layers; l++) layer_forward(m, l, s);
+    norm_forward(m, a->lnf, a->lnf_mean, a->lnf_rstd, a->x_out, m->final_norm_w, m->final_norm_b, s->N);
+    pc_site out = site_begin(PC_SITE_OUTPUT, -1, 0, s);
+    out.out = a->lnf;
+    out.out_dim = m->cfg.hidden;
+    hooks_forward(&m->output_hooks, &out, PC_PHASE_POST);
+    return PC_OK;
+}
+
+static pc_status check_batch(pc_model *m, const pc_model_batch *b, int training, pc_error *err) {
+    if (!b->ids || !b->labels || b->B <= 0 || b->T <= 0) return pc_fail(err, PC_ERR_USAGE, "empty batch");
+    return pc_model_plan(m, b->B, b->T, training, err);
+}
+
+pc_status pc_model_forward(pc_model *m, const pc_model_batch *b, pc_forward_result *res, pc_error *err) {
+    PC_TRY(check_batch(m, b, 0, err));
+    step_shape s = {0};
+    PC_TRY(run_forward(m, b, &s, err));
+    struct pc_model_acts *a = m->acts;
+    res->loss_sum = lmhead_xent(m->mm, NULL, NULL, a->lnf, &m->lm_head->t, a->targets, s.N, m->cfg.hidden,
+                                m->cfg.vocab_size, 1.0f, a->xent_scratch, a->xent_chunk, &res->n_targets);
+    if (!isfinite(res->loss_sum)) return pc_fail(err, PC_ERR_NUMERIC, "the loss is not finite");
+    return PC_OK;
+}
+
+pc_status pc_model_forward_backward(pc_model *m, const pc_model_batch *b, float grad_scale, pc_rng *rng,
+                                    pc_forward_result *res, pc_error *err) {
+    PC_TRY(check_batch(m, b, 1, err));
+    step_shape s = {0};
+    s.training = 1;
+    s.rng = rng;
+    PC_TRY(run_forward(m, b, &s, err));
+    struct pc_model_acts *a = m->acts;
+    size_t NC = (size_t)s.N * (size_t)m->cfg.hidden;
+    memset(a->d_lnf, 0, sizeof(float) * NC);
+    res->loss_sum = lmhead_xent(m->mm, a->d_lnf, m->lm_head->grad, a->lnf, &m->lm_head->t, a->targets, s.N,
+                                m->cfg.hidden, m->cfg.vocab_size, grad_scale, a->xent_scratch, a->xent_chunk,
+                                &res->n_targets);
+    if (!isfinite(res->loss_sum)) return pc_fail(err, PC_ERR_NUMERIC, "the loss is not finite");
+    pc_site out = site_begin(PC_SITE_OUTPUT, -1, 0, &s);
+    out.out_dim = m->cfg.hidden;
+    out.d_out = a->d_lnf;
+    hooks_backward(&m->output_hooks, &out, PC_PHASE_POST);
+    memset(a->d_resid, 0, sizeof(float) * NC);
+    norm_backward(m, a->d_resid, a->d_lnf, a->x_out, a->lnf_mean, a->lnf_rstd, m->final_norm_w, m->final_norm_b, s.N);
+    for (int l = m->cfg.n_layers - 1; l >= 0; l--) layer_backward(m, l, &s);
+    embed_backward(m, &s);
+    return PC_OK;
+}
+
+pc_status pc_model_logits(pc_model *m, float *logits, pc_error *err) {
+    struct pc_model_acts *a = m->acts;
+    if (!a) return pc_fail(err, PC_ERR_USAGE, "no forward has run");
+    /* The last forward's geometry: B rows of T, as recorded in the plan's current batch. */
+    lmhead_logits(m->mm, logits, a->lnf, &m->lm_head->t, a->cur_N, m->cfg.hidden, m->cfg.vocab_size);
+    return PC_OK;
+}

@@ -1,0 +1,155 @@
+/* The activation plan: every buffer a step needs, sized once from (model, hooks, B, T) and carved from
+ * one arena. The step loop allocates nothing. */
+#include <string.h>
+
+#include "core/alloc.h"
+#include "model/model_internal.h"
+
+int pc_model_total_len(const pc_model *m, int T) {
+    int n = 0;
+    for (int i = 0; i < m->input_hooks.count; i++) n += m->input_hooks.hooks[i].n_virtual;
+    return T + n;
+}
+
+static int layer_prefix_len(const pc_layer *L) {
+    int n = 0;
+    for (int i = 0; i < L->attn_kv.count; i++) n += L->attn_kv.hooks[i].n_prefix;
+    return n;
+}
+
+void pc_model_plan_free(pc_model *m) {
+    if (!m->acts) return;
+    pc_arena_free(&m->acts->arena);
+    pc_free(m->acts->layers);
+    pc_free(m->acts->prefix_k);
+    pc_free(m->acts->prefix_v);
+    pc_free(m->acts);
+    m->acts = NULL;
+}
+
+/* The carving is done twice: once with a NULL arena to count bytes, once for real. */
+typedef struct carver {
+    pc_arena *arena;
+    size_t bytes;
+    int failed;
+} carver;
+
+static void *carve(carver *cv, size_t bytes) {
+    cv->bytes += pc_arena_round(bytes);
+    if (!cv->arena) return NULL;
+    void *p = pc_arena_alloc(cv->arena, bytes);
+    if (!p) cv->failed = 1;
+    return p;
+}
+
+static float *carve_f(carver *cv, size_t n) { return carve(cv, n * sizeof(float)); }
+
+static void carve_all(pc_model *m, struct pc_model_acts *a, carver *cv) {
+    const pc_model_config *c = &m->cfg;
+    size_t N = (size_t)a->B * (size_t)a->T, C = (size_t)c->hidden, I = (size_t)c->intermediate;
+    size_t qd = (size_t)c->n_heads * (size_t)c->head_dim, kvd = (size_t)c->n_kv_heads * (size_t)c->head_dim;
+    size_t lse = (size_t)a->B * (size_t)c->n_heads * (size_t)a->T;
+    int layer_norm = c->arch->norm == PC_NORM_LAYER, swiglu = c->arch->mlp == PC_MLP_SWIGLU;
+    int distinct = a->training ? c->n_layers : 1;
+    for (int l = 0; l < distinct; l++) {
+        pc_layer_acts *L = &a->layers[l];
+        L->x_in = carve_f(cv, N * C);
+        L->ln1 = carve_f(cv, N * C);
+        L->ln1_mean = layer_norm ? carve_f(cv, N) : NULL;
+        L->ln1_rstd = carve_f(cv, N);
+        L->q = carve_f(cv, N * qd);
+        L->k = carve_f(cv, N * kvd);
+        L->v = carve_f(cv, N * kvd);
+        L->att = carve_f(cv, N * qd);
+        L->lse = carve_f(cv, lse);
+        L->x_mid = carve_f(cv, N * C);
+        L->ln2 = carve_f(cv, N * C);
+        L->ln2_mean = layer_norm ? carve_f(cv, N) : NULL;
+        L->ln2_rstd = carve_f(cv, N);
+        L->h1 = carve_f(cv, N * I);
+        L->h2 = swiglu ? carve_f(cv, N * I) : NULL;
+        L->act = carve_f(cv, N * I);
+    }
+    /* Inference: every layer works in the same buffers; the residual stream is updated in place. */
+    for (int l = distinct; l < c->n_layers; l++) a->layers[l] = a->layers[0];
+    if (!a->training)
+        for (int l = 0; l < c->n_layers; l++) a->layers[l].x_mid = a->layers[l].x_in;
+    a->x_out = a->training ? carve_f(cv, N * C) : a->layers[0].x_in;
+    a->lnf = carve_f(cv, N * C);
+    a->lnf_mean = layer_norm ? carve_f(cv, N) : NULL;
+    a->lnf_rstd = carve_f(cv, N);
+    a->ids = carve(cv, N * sizeof(int32_t));
+    a->targets = carve(cv, N * sizeof(int32_t));
+    a->pos = carve(cv, N * sizeof(int32_t));
+    a->doc = carve(cv, N * sizeof(int32_t));
+    a->qkv = c->arch->linear_names[PC_LIN_QKV] ? carve_f(cv, N * (qd + 2 * kvd)) : NULL;
+    a->sub_out = carve_f(cv, N * C);
+    a->xent_chunk = 64;
+    a->xent_scratch = carve_f(cv, (size_t)a->xent_chunk * (size_t)c->vocab_size);
+    if (!a->training) return;
+    size_t max_in = I > qd ? I : qd;
+    if (C > max_in) max_in = C;
+    a->d_resid = carve_f(cv, N * C);
+    a->d_ln = carve_f(cv, N * C);
+    a->d_sub = carve_f(cv, N * C);
+    a->d_lnf = carve_f(cv, N * C);
+    a->d_q = carve_f(cv, N * qd);
+    a->d_k = carve_f(cv, N * kvd);
+    a->d_v = carve_f(cv, N * kvd);
+    a->d_qkv = c->arch->linear_names[PC_LIN_QKV] ? carve_f(cv, N * (qd + 2 * kvd)) : NULL;
+    a->d_att = carve_f(cv, N * qd);
+    a->d_h1 = carve_f(cv, N * I);
+    a->d_h2 = swiglu ? carve_f(cv, N * I) : NULL;
+    a->d_act = carve_f(cv, N * I);
+    a->d_linear_in = carve_f(cv, N * max_in);
+    size_t P = (size_t)a->n_prefix;
+    a->d_prefix_k = P ? carve_f(cv, P * kvd) : NULL;
+    a->d_prefix_v = P ? carve_f(cv, P * kvd) : NULL;
+}
+
+pc_status pc_model_plan(pc_model *m, int B, int T, int training, pc_error *err) {
+    struct pc_model_acts *a = m->acts;
+    int Ttot = pc_model_total_len(m, T);
+    if (a && a->B >= B && a->T >= Ttot && a->T_real >= T && (a->training || !training)) return PC_OK;
+    pc_model_plan_free(m);
+    if (B <= 0 || T <= 0) return pc_fail(err, PC_ERR_USAGE, "batch shape %dx%d is empty", B, T);
+    int n_prefix = 0;
+    for (int l = 0; l < m->cfg.n_layers; l++) {
+        int p = layer_prefix_len(&m->layers[l]);
+        if (p > n_prefix) n_prefix = p;
+    }
+    long max_pos = (long)Ttot + n_prefix;
+    if (max_pos > m->cfg.max_positions)
+        return pc_fail(err, PC_ERR_USAGE, "sequence of %ld positions exceeds the model's max_position_embeddings %d",
+                       max_pos, m->cfg.max_positions);
+    a = pc_calloc(1, sizeof *a);
+    if (!a) return pc_fail(err, PC_ERR_NOMEM, "out of memory: activation plan");
+    m->acts = a;
+    a->B = B;
+    a->T = Ttot;
+    a->T_real = T;
+    a->n_virtual = Ttot - T;
+    a->n_prefix = n_prefix;
+    a->training = training;
+    a->layers = pc_calloc((size_t)m->cfg.n_layers, sizeof *a->layers);
+    a->prefix_k = pc_calloc((size_t)m->cfg.n_layers, sizeof *a->prefix_k);
+    a->prefix_v = pc_calloc((size_t)m->cfg.n_layers, sizeof *a->prefix_v);
+    if (!a->layers || !a->prefix_k || !a->prefix_v) {
+        pc_model_plan_free(m);
+        return pc_fail(err, PC_ERR_NOMEM, "out of memory: activation plan");
+    }
+    carver count = {0};
+    carve_all(m, a, &count);
+    pc_status st = pc_arena_init(&a->arena, count.bytes, err);
+    if (st != PC_OK) {
+        pc_model_plan_free(m);
+        return pc_error_prefix(err, "activations for batch %dx%d: ", B, Ttot);
+    }
+    carver real = {&a->arena, 0, 0};
+    carve_all(m, a, &real);
+    if (real.failed) {
+        pc_model_plan_free(m);
+        return pc_fail(err, PC_ERR_INTERNAL, "activation plan: carving overflowed its arena");
+    }
+    return PC_OK;
+}

@@ -1,0 +1,61 @@
+/* Full fine-tuning: every base tensor becomes trainable (an fp32 copy owned by the method). This is also
+ * how peftc trains a small model from scratch. The result is a model directory, not an adapter. */
+#include <string.h>
+
+#include "peft/method.h"
+
+typedef struct full_state {
+    int *index; /* parameter index per model tensor */
+} full_state;
+
+#include "core/alloc.h"
+
+static pc_status full_attach(pc_method *m, const cJSON *opt, pc_error *err) {
+    (void)opt;
+    full_state *s = pc_calloc(1, sizeof *s);
+    if (!s) return pc_fail(err, PC_ERR_NOMEM, "out of memory");
+    m->impl = s;
+    s->index = pc_calloc((size_t)m->model->n_params, sizeof *s->index);
+    if (!s->index) return pc_fail(err, PC_ERR_NOMEM, "out of memory");
+    for (int i = 0; i < m->model->n_params; i++) {
+        const pc_param *p = &m->model->params[i];
+        PC_TRY(pc_params_declare(&m->params, p->name, p->t.ndim, p->t.shape, &s->index[i], err));
+    }
+    return PC_OK;
+}
+
+/* Start from the base values; the model then reads and differentiates the copies. */
+static pc_status full_init(pc_method *m, pc_rng *rng, pc_error *err) {
+    (void)rng;
+    (void)err;
+    full_state *s = m->impl;
+    for (int i = 0; i < m->model->n_params; i++) {
+        pc_param *p = &m->model->params[i];
+        float *data = pc_params_data(&m->params, s->index[i]);
+        pc_convert_to_f32(data, p->t.data, p->t.dtype, (size_t)pc_tensor_numel(&p->t));
+        pc_model_param_make_trainable(p, data, pc_params_grad(&m->params, s->index[i]));
+    }
+    return PC_OK;
+}
+
+static pc_status full_save(const pc_method *m, const char *dir, pc_error *err) {
+    return pc_model_save(m->model, dir, m->model->file_dtype == PC_F32 ? PC_F32 : m->model->file_dtype, err);
+}
+
+static void full_destroy(pc_method *m) {
+    full_state *s = m->impl;
+    if (!s) return;
+    for (int i = 0; i < m->model->n_params; i++) pc_model_param_restore(&m->model->params[i]);
+    pc_free(s->index);
+    pc_free(s);
+    m->impl = NULL;
+}
+
+const pc_method_ops pc_full_ops = {
+    .name = "full",
+    .peft_type = "FULL",
+    .attach = full_attach,
+    .init = full_init,
+    .save = full_save,
+    .destroy = full_destroy,
+};

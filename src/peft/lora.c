@@ -1,0 +1,406 @@
+/* LoRA (Hu et al.), rsLoRA and DoRA at linear sites, with Hugging Face PEFT's semantics and file layout.
+ *
+ *   y = W x + b + s · B (A · drop(x)),   A [r,in], B [out,r], s = alpha/r (alpha/√r with rsLoRA)
+ *   DoRA: g = m / ‖W + s·B·A‖ (row norms, treated as a constant as PEFT does),
+ *         y = W x + b + (g − 1) ⊙ (W · drop(x)) + g ⊙ s · B (A · drop(x))
+ *
+ * The product x·A is computed once per step and reused by backward. A is kaiming-uniform, B zero, m the
+ * row norms of W (so the adapter starts as the identity). */
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "core/alloc.h"
+#include "peft/method.h"
+
+typedef struct lora_target {
+    pc_linear *lin;
+    int r;
+    float scale;
+    int a, b, mag;          /* parameter indices (mag −1 without DoRA) */
+    float *xa;              /* [N,r] drop(x)·Aᵀ, saved for backward */
+    float *x_drop;          /* [N,in] dropped input (NULL without dropout) */
+    float *d_xa;            /* [N,r] */
+    float *lora_out;        /* DoRA: [N,out] s·B·A·drop(x) */
+    float *base_out;        /* DoRA: [N,out] W·drop(x) */
+    float *norm;            /* DoRA: [out] ‖W + s·B·A‖ of this step */
+    float *ba;              /* DoRA: [out,in] scratch for B·A */
+    float *tmp_out;         /* DoRA: [N,out] scratch */
+} lora_target;
+
+typedef struct lora_state {
+    int n_targets;
+    lora_target *targets;
+    float dropout;
+    int use_dora, use_rslora;
+    double alpha;
+    int r_default;
+    cJSON *options;         /* a copy, for adapter_config.json */
+    int plan_N;
+    float *arena;           /* one owner for all per-step buffers */
+} lora_state;
+
+static float lora_scale(double alpha, int r, int rslora) { return (float)(rslora ? alpha / sqrt((double)r) : alpha / r); }
+
+static const cJSON *default_targets(pc_method *m, cJSON **owned) {
+    *owned = cJSON_CreateArray();
+    const char *list = m->model->cfg.arch->default_lora_targets;
+    char buf[128];
+    snprintf(buf, sizeof buf, "%s", list);
+    for (char *tok = strtok(buf, ","); tok; tok = strtok(NULL, ",")) cJSON_AddItemToArray(*owned, cJSON_CreateString(tok));
+    return *owned;
+}
+
+static pc_status lora_attach(pc_method *m, const cJSON *opt, pc_error *err) {
+    lora_state *s = pc_calloc(1, sizeof *s);
+    if (!s) return pc_fail(err, PC_ERR_NOMEM, "out of memory");
+    m->impl = s;
+    s->r_default = (int)pc_opt_number(opt, "r", 8);
+    s->alpha = pc_opt_number(opt, "lora_alpha", 8); /* PEFT's LoraConfig default */
+    s->dropout = (float)pc_opt_number(opt, "lora_dropout", 0.0);
+    s->use_rslora = pc_opt_bool(opt, "use_rslora", 0);
+    s->use_dora = pc_opt_bool(opt, "use_dora", 0);
+    if (s->r_default <= 0) return pc_fail(err, PC_ERR_USAGE, "lora: r must be positive");
+    if (s->dropout < 0 || s->dropout >= 1) return pc_fail(err, PC_ERR_USAGE, "lora: lora_dropout must be in [0,1)");
+    if (s->use_dora && s->dropout > 0)
+        return pc_fail(err, PC_ERR_UNSUPPORTED, "lora: use_dora with lora_dropout > 0 is not supported yet");
+    if (pc_opt_bool(opt, "fan_in_fan_out", m->model->cfg.arch->conv1d) != m->model->cfg.arch->conv1d)
+        return pc_fail(err, PC_ERR_FORMAT, "lora: fan_in_fan_out does not match the model's layer type");
+    const char *bias = pc_opt_string(opt, "bias", "none");
+    if (strcmp(bias, "none")) return pc_fail(err, PC_ERR_UNSUPPORTED, "lora: bias '%s' is not supported (only \"none\")", bias);
+    s->options = cJSON_Duplicate(opt ? opt : cJSON_CreateObject(), 1);
+    cJSON *owned = NULL;
+    const cJSON *targets = opt ? cJSON_GetObjectItemCaseSensitive(opt, "target_modules") : NULL;
+    if (!targets || cJSON_IsNull(targets)) {
+        targets = default_targets(m, &owned);
+        cJSON_ReplaceItemInObject(s->options, "target_modules", cJSON_Duplicate(targets, 1));
+        if (!cJSON_GetObjectItemCaseSensitive(s->options, "target_modules"))
+            cJSON_AddItemToObject(s->options, "target_modules", cJSON_Duplicate(targets, 1));
+    }
+    const cJSON *layers = opt ? cJSON_GetObjectItemCaseSensitive(opt, "layers_to_transform") : NULL;
+    const cJSON *rank_pattern = opt ? cJSON_GetObjectItemCaseSensitive(opt, "rank_pattern") : NULL;
+    const cJSON *alpha_pattern = opt ? cJSON_GetObjectItemCaseSensitive(opt, "alpha_pattern") : NULL;
+    int n_lin = pc_model_linear_count(m->model);
+    s->targets = pc_calloc((size_t)n_lin, sizeof *s->targets);
+    if (!s->targets) {
+        cJSON_Delete(owned);
+        return pc_fail(err, PC_ERR_NOMEM, "out of memory");
+    }
+    pc_status st = PC_OK;
+    for (int i = 0; i < n_lin && st == PC_OK; i++) {
+        pc_linear *lin = pc_model_linear_at(m->model, i);
+        if (!pc_target_matches(targets, lin->name) || !pc_layer_selected(layers, lin->layer)) continue;
+        lora_target *t = &s->targets[s->n_targets++];
+        double r = s->r_default, alpha = s->alpha;
+        pc_pattern_lookup(rank_pattern, lin->name, &r);
+        pc_pattern_lookup(alpha_pattern, lin->name, &alpha);
+        t->lin = lin;
+        t->r = (int)r;
+        t->scale = lora_scale(alpha, t->r, s->use_rslora);
+        t->mag = -1;
+        char key[256];
+        int64_t a_shape[2] = {t->r, lin->in}, b_shape[2] = {lin->out, t->r}, m_shape[1] = {lin->out};
+        pc_peft_key(key, sizeof key, lin->name, "lora_A.weight");
+        st = pc_params_declare(&m->params, key, 2, a_shape, &t->a, err);
+        pc_peft_key(key, sizeof key, lin->name, "lora_B.weight");
+        if (st == PC_OK) st = pc_params_declare(&m->params, key, 2, b_shape, &t->b, err);
+        pc_peft_key(key, sizeof key, lin->name, "lora_magnitude_vector");
+        if (st == PC_OK && s->use_dora) st = pc_params_declare(&m->params, key, 1, m_shape, &t->mag, err);
+    }
+    cJSON_Delete(owned);
+    if (st != PC_OK) return st;
+    if (s->n_targets == 0)
+        return pc_fail(err, PC_ERR_USAGE, "lora: target_modules matched no module of this %s model",
+                       m->model->cfg.arch->model_type);
+    return PC_OK;
+}
+
+/* Row norms of W + s·B·A (W in the compute dtype), into norm[out]. */
+static void dora_weight_norm(const lora_target *t, const pc_method *m, float *ba, float *norm) {
+    const pc_linear *lin = t->lin;
+    const float *A = pc_params_data(&m->params, t->a), *B = pc_params_data(&m->params, t->b);
+    pc_gemm(m->model->mm, 0, 0, lin->out, lin->in, t->r, 1.0f, B, t->r, A, lin->in, 0.0f, ba, lin->in);
+    const pc_tensor *W = &lin->weight->t;
+    for (int o = 0; o < lin->out; o++) {
+        double sum = 0;
+        for (int i = 0; i < lin->in; i++) {
+            size_t idx = (size_t)o * lin->in + i;
+            float w = W->dtype == PC_F32 ? ((const float *)W->data)[idx] : pc_bf16_to_f32(((const uint16_t *)W->data)[idx]);
+            double v = (double)w + (double)t->scale * ba[idx];
+            sum += v * v;
+        }
+        norm[o] = (float)sqrt(sum);
+    }
+}
+
+static pc_status lora_init(pc_method *m, pc_rng *rng, pc_error *err) {
+    lora_state *s = m->impl;
+    for (int i = 0; i < s->n_targets; i++) {
+        lora_target *t = &s->targets[i];
+        pc_rng_kaiming_uniform(rng, pc_params_data(&m->params, t->a), (long)t->r * t->lin->in, t->lin->in);
+        memset(pc_params_data(&m->params, t->b), 0, sizeof(float) * (size_t)t->lin->out * (size_t)t->r);
+        if (t->mag >= 0) {
+            float *ba = pc_malloc(sizeof(float) * (size_t)t->lin->out * (size_t)t->lin->in);
+            if (!ba) return pc_fail(err, PC_ERR_NOMEM, "out of memory");
+            dora_weight_norm(t, m, ba, pc_params_data(&m->params, t->mag));
+            pc_free(ba);
+        }
+    }
+    return PC_OK;
+}
+
+static pc_status lora_plan(pc_method *m, int B, int T, pc_error *err) {
+    lora_state *s = m->impl;
+    int N = B * pc_model_total_len(m->model, T);
+    if (s->arena && s->plan_N >= N) return PC_OK;
+    pc_free(s->arena);
+    s->arena = NULL;
+    size_t total = 0;
+    for (int pass = 0; pass < 2; pass++) {
+        size_t off = 0;
+        for (int i = 0; i < s->n_targets; i++) {
+            lora_target *t = &s->targets[i];
+            size_t in = (size_t)t->lin->in, out = (size_t)t->lin->out, r = (size_t)t->r, n = (size_t)N;
+#define CARVE(field, count)                                              \
+    do {                                                                 \
+        if (pass) t->field = s->arena + off;                             \
+        off += ((count) + 15) & ~(size_t)15;                              \
+    } while (0)
+            CARVE(xa, n * r);
+            CARVE(d_xa, n * r);
+            if (s->dropout > 0) CARVE(x_drop, n * in);
+            if (t->mag >= 0) {
+                CARVE(lora_out, n * out);
+                CARVE(base_out, n * out);
+                CARVE(tmp_out, n * out);
+                CARVE(norm, out);
+                CARVE(ba, out * in);
+            }
+#undef CARVE
+        }
+        total = off;
+        if (!pass) {
+            s->arena = pc_malloc(sizeof(float) * (total ? total : 1));
+            if (!s->arena) return pc_fail(err, PC_ERR_NOMEM, "lora: out of memory for step buffers");
+        }
+    }
+    s->plan_N = N;
+    return PC_OK;
+}
+
+/* Inverted dropout, as torch: kept elements scaled by 1/(1−p). */
+static const float *apply_dropout(const lora_state *s, lora_target *t, const pc_site *site) {
+    if (!(s->dropout > 0) || !site->training) return site->in;
+    size_t n = (size_t)site->N * (size_t)t->lin->in;
+    float keep = 1.0f - s->dropout, inv = 1.0f / keep;
+    for (size_t i = 0; i < n; i++) t->x_drop[i] = pc_rng_uniform(site->rng) < keep ? site->in[i] * inv : 0.0f;
+    return t->x_drop;
+}
+
+static void lora_forward(void *owner, pc_site *site) {
+    pc_method *m = owner;
+    lora_state *s = m->impl;
+    lora_target *t = site->state;
+    const pc_linear *lin = t->lin;
+    pc_matmul *mm = m->model->mm;
+    int N = site->N;
+    if (!t->xa) return; /* not planned: a programming error caught by tests */
+    const float *A = pc_params_data(&m->params, t->a), *Bm = pc_params_data(&m->params, t->b);
+    const float *x = apply_dropout(s, t, site);
+    pc_gemm(mm, 0, 1, N, t->r, lin->in, 1.0f, x, lin->in, A, lin->in, 0.0f, t->xa, t->r);
+    if (t->mag < 0) {
+        pc_gemm(mm, 0, 1, N, lin->out, t->r, t->scale, t->xa, t->r, Bm, t->r, 1.0f, site->out, lin->out);
+        return;
+    }
+    /* DoRA */
+    const float *mag = pc_params_data(&m->params, t->mag);
+    dora_weight_norm(t, m, t->ba, t->norm);
+    pc_gemm(mm, 0, 1, N, lin->out, t->r, t->scale, t->xa, t->r, Bm, t->r, 0.0f, t->lora_out, lin->out);
+    /* W·x is y − b (DoRA runs without dropout): no second product. */
+    const float *bias = lin->bias ? lin->bias->t.data : NULL;
+    for (int n = 0; n < N; n++)
+        for (int o = 0; o < lin->out; o++)
+            t->base_out[(size_t)n * lin->out + o] = site->out[(size_t)n * lin->out + o] - (bias ? bias[o] : 0.0f);
+    for (int n = 0; n < N; n++)
+        for (int o = 0; o < lin->out; o++) {
+            size_t i = (size_t)n * lin->out + o;
+            float g = mag[o] / t->norm[o];
+            site->out[i] += (g - 1.0f) * t->base_out[i] + g * t->lora_out[i];
+        }
+}
+
+/* Gradient w.r.t. drop(x) → gradient w.r.t. x (same mask). */
+static void undo_dropout(const lora_state *s, const lora_target *t, const pc_site *site, float *d) {
+    if (!(s->dropout > 0) || !site->training) return;
+    size_t n = (size_t)site->N * (size_t)t->lin->in;
+    float inv = 1.0f / (1.0f - s->dropout);
+    for (size_t i = 0; i < n; i++) d[i] = t->x_drop[i] != 0.0f ? d[i] * inv : 0.0f;
+}
+
+static void lora_backward(void *owner, pc_site *site) {
+    pc_method *m = owner;
+    lora_state *s = m->impl;
+    lora_target *t = site->state;
+    const pc_linear *lin = t->lin;
+    pc_matmul *mm = m->model->mm;
+    int N = site->N;
+    const float *A = pc_params_data(&m->params, t->a), *Bm = pc_params_data(&m->params, t->b);
+    float *dA = pc_params_grad(&m->params, t->a), *dB = pc_params_grad(&m->params, t->b);
+    const float *x = (s->dropout > 0 && site->training) ? t->x_drop : site->in;
+    const float *dy = site->d_out;
+    float lora_coef = t->scale;
+    if (t->mag >= 0) {
+        /* DoRA: dy_lora = g⊙dy (the norm is a constant), dm = Σ_n dy⊙(base + lora)/norm, and the base path adds
+         * (g−1)⊙dy through Wᵀ. */
+        const float *mag = pc_params_data(&m->params, t->mag);
+        float *dmag = pc_params_grad(&m->params, t->mag);
+        for (int o = 0; o < lin->out; o++) {
+            double acc = 0;
+            for (int n = 0; n < N; n++) {
+                size_t i = (size_t)n * lin->out + o;
+                acc += (double)dy[i] * (t->base_out[i] + t->lora_out[i]);
+            }
+            dmag[o] += (float)(acc / t->norm[o]);
+        }
+        for (int n = 0; n < N; n++)
+            for (int o = 0; o < lin->out; o++) {
+                size_t i = (size_t)n * lin->out + o;
+                t->tmp_out[i] = (mag[o] / t->norm[o] - 1.0f) * dy[i];
+            }
+        pc_linear_backward_input(mm, site->d_in, t->tmp_out, &lin->weight->t, N, lin->in, lin->out);
+        for (int n = 0; n < N; n++)
+            for (int o = 0; o < lin->out; o++) {
+                size_t i = (size_t)n * lin->out + o;
+                t->tmp_out[i] = mag[o] / t->norm[o] * dy[i];
+            }
+        dy = t->tmp_out;
+    }
+    /* dB += s·dyᵀ·xa ; d_xa = s·dy·B ; dA += d_xaᵀ·x ; d_in += d_xa·A (through the dropout mask) */
+    pc_gemm(mm, 1, 0, lin->out, t->r, N, lora_coef, dy, lin->out, t->xa, t->r, 1.0f, dB, t->r);
+    pc_gemm(mm, 0, 0, N, t->r, lin->out, lora_coef, dy, lin->out, Bm, t->r, 0.0f, t->d_xa, t->r);
+    pc_gemm(mm, 1, 0, t->r, lin->in, N, 1.0f, t->d_xa, t->r, x, lin->in, 1.0f, dA, lin->in);
+    if (!(s->dropout > 0 && site->training)) {
+        pc_gemm(mm, 0, 0, N, lin->in, t->r, 1.0f, t->d_xa, t->r, A, lin->in, 1.0f, site->d_in, lin->in);
+        return;
+    }
+    /* With dropout the input gradient goes through the mask; x_drop is reused as the scratch. */
+    float *scratch = t->x_drop;
+    pc_gemm(mm, 0, 0, N, lin->in, t->r, 1.0f, t->d_xa, t->r, A, lin->in, 0.0f, scratch, lin->in);
+    undo_dropout(s, t, site, scratch);
+    for (size_t i = 0; i < (size_t)N * lin->in; i++) site->d_in[i] += scratch[i];
+}
+
+static pc_status lora_register_hooks(pc_method *m, pc_error *err) {
+    lora_state *s = m->impl;
+    for (int i = 0; i < s->n_targets; i++) {
+        pc_hook h = {.owner = m, .state = &s->targets[i], .phases = PC_PHASE_POST, .forward = lora_forward,
+                     .backward = lora_backward};
+        PC_TRY(pc_hook_add(&s->targets[i].lin->hooks, &h, err));
+    }
+    return PC_OK;
+}
+
+static pc_status lora_init_and_hook(pc_method *m, pc_rng *rng, pc_error *err) {
+    PC_TRY(lora_init(m, rng, err));
+    return lora_register_hooks(m, err);
+}
+
+static pc_status lora_config_json(const pc_method *m, cJSON *cfg, pc_error *err) {
+    const lora_state *s = m->impl;
+    const cJSON *o = s->options;
+    cJSON_AddItemToObject(cfg, "alpha_pattern", cJSON_Duplicate(cJSON_GetObjectItemCaseSensitive(o, "alpha_pattern") ?: cJSON_CreateObject(), 1));
+    cJSON_AddStringToObject(cfg, "bias", "none");
+    cJSON_AddBoolToObject(cfg, "fan_in_fan_out", m->model->cfg.arch->conv1d);
+    cJSON_AddTrueToObject(cfg, "init_lora_weights");
+    const cJSON *layers = cJSON_GetObjectItemCaseSensitive(o, "layers_to_transform");
+    cJSON_AddItemToObject(cfg, "layers_to_transform", layers ? cJSON_Duplicate(layers, 1) : cJSON_CreateNull());
+    cJSON_AddItemToObject(cfg, "layers_pattern", layers ? cJSON_CreateString(m->model->cfg.arch->conv1d ? "h" : "layers") : cJSON_CreateNull());
+    cJSON_AddNumberToObject(cfg, "lora_alpha", s->alpha);
+    cJSON_AddNumberToObject(cfg, "lora_dropout", s->dropout);
+    cJSON_AddNullToObject(cfg, "modules_to_save");
+    cJSON_AddStringToObject(cfg, "peft_type", "LORA");
+    cJSON_AddNumberToObject(cfg, "r", s->r_default);
+    cJSON_AddItemToObject(cfg, "rank_pattern", cJSON_Duplicate(cJSON_GetObjectItemCaseSensitive(o, "rank_pattern") ?: cJSON_CreateObject(), 1));
+    cJSON_AddItemToObject(cfg, "target_modules", cJSON_Duplicate(cJSON_GetObjectItemCaseSensitive(o, "target_modules"), 1));
+    cJSON_AddBoolToObject(cfg, "use_dora", s->use_dora);
+    cJSON_AddBoolToObject(cfg, "use_rslora", s->use_rslora);
+    (void)err;
+    return PC_OK;
+}
+
+/* W ← W + weight·ΔW, ΔW = s·B·A; DoRA: W ← g⊙(W + s·B·A) row-wise. Done in fp32 and rounded back. */
+static pc_status lora_fold(pc_method *m, float weight, int sign, pc_error *err) {
+    lora_state *s = m->impl;
+    if (sign < 0 && s->use_dora) return pc_fail(err, PC_ERR_UNSUPPORTED, "lora: unmerging a DoRA adapter is not supported");
+    for (int i = 0; i < s->n_targets; i++) {
+        lora_target *t = &s->targets[i];
+        pc_linear *lin = t->lin;
+        size_t n = (size_t)lin->out * lin->in;
+        float *delta = pc_malloc(n * sizeof(float)), *w = pc_malloc(n * sizeof(float));
+        if (!delta || !w) {
+            pc_free(delta);
+            pc_free(w);
+            return pc_fail(err, PC_ERR_NOMEM, "out of memory merging '%s'", lin->name);
+        }
+        pc_tensor *W = &lin->weight->t;
+        pc_convert_to_f32(w, W->data, W->dtype, n);
+        pc_gemm(m->model->mm, 0, 0, lin->out, lin->in, t->r, t->scale, pc_params_data(&m->params, t->b), t->r,
+                pc_params_data(&m->params, t->a), lin->in, 0.0f, delta, lin->in);
+        if (t->mag >= 0) {
+            const float *mag = pc_params_data(&m->params, t->mag);
+            for (int o = 0; o < lin->out; o++) {
+                double sum = 0;
+                for (int k = 0; k < lin->in; k++) {
+                    double v = (double)w[(size_t)o * lin->in + k] + delta[(size_t)o * lin->in + k];
+                    sum += v * v;
+                }
+                float g = mag[o] / (float)sqrt(sum);
+                for (int k = 0; k < lin->in; k++) {
+                    size_t idx = (size_t)o * lin->in + k;
+                    w[idx] = w[idx] + weight * ((g - 1.0f) * (w[idx] + delta[idx]) + delta[idx]);
+                }
+            }
+        } else {
+            for (size_t k = 0; k < n; k++) w[k] += (float)sign * weight * delta[k];
+        }
+        pc_convert_from_f32(W->data, W->dtype, w, n);
+        pc_free(delta);
+        pc_free(w);
+    }
+    return PC_OK;
+}
+
+static pc_status lora_merge(pc_method *m, float weight, pc_error *err) { return lora_fold(m, weight, +1, err); }
+static pc_status lora_unmerge(pc_method *m, float weight, pc_error *err) { return lora_fold(m, weight, -1, err); }
+
+static void lora_destroy(pc_method *m) {
+    lora_state *s = m->impl;
+    if (!s) return;
+    for (int i = 0; i < s->n_targets; i++) {
+        pc_hook_list *hooks = &s->targets[i].lin->hooks;
+        for (int k = 0; k < hooks->count; k++)
+            if (hooks->hooks[k].owner == m) {
+                memmove(&hooks->hooks[k], &hooks->hooks[k + 1], sizeof(pc_hook) * (size_t)(hooks->count - k - 1));
+                hooks->count--;
+                k--;
+            }
+    }
+    cJSON_Delete(s->options);
+    pc_free(s->targets);
+    pc_free(s->arena);
+    pc_free(s);
+    m->impl = NULL;
+}
+
+const pc_method_ops pc_lora_ops = {
+    .name = "lora",
+    .peft_type = "LORA",
+    .attach = lora_attach,
+    .init = lora_init_and_hook,
+    .plan = lora_plan,
+    .after_load = lora_register_hooks,
+    .config_json = lora_config_json,
+    .merge = lora_merge,
+    .unmerge = lora_unmerge,
+    .destroy = lora_destroy,
+};

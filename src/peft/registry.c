@@ -1,0 +1,27 @@
+/* The method registry: one line per method. */
+#include <string.h>
+
+#include "peft/method.h"
+
+extern const pc_method_ops pc_lora_ops, pc_full_ops;
+
+static const pc_method_ops *const registry[] = {
+    &pc_lora_ops,
+    &pc_full_ops,
+};
+
+#define REGISTRY_SIZE (sizeof registry / sizeof registry[0])
+
+const pc_method_ops *pc_method_find(const char *name) {
+    for (size_t i = 0; i < REGISTRY_SIZE; i++)
+        if (strcmp(registry[i]->name, name) == 0) return registry[i];
+    return NULL;
+}
+
+const pc_method_ops *pc_method_find_peft_type(const char *type) {
+    for (size_t i = 0; i < REGISTRY_SIZE; i++)
+        if (strcmp(registry[i]->peft_type, type) == 0) return registry[i];
+    return NULL;
+}
+
+const char *pc_method_names(void) { return "lora, full"; }
