@@ -117,7 +117,7 @@ def llama_like_config(arch, kv_heads, tied, rope_theta, dtype="float32"):
         cfg.update({"attention_bias": False, "head_dim": HIDDEN // HEADS, "mlp_bias": False,
                     "pretraining_tp": 1})
     else:
-        cfg.update({"max_window_layers": LAYERS, "sliding_window": None,
+        cfg.update({"max_window_layers": LAYERS, "sliding_window": 32768,
                     "use_sliding_window": False})
     return cfg
 
