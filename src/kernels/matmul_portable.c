@@ -83,18 +83,20 @@ void pm_workspace_free(pm_workspace *ws) {
 
 static inline float round_to_bf16(float x) { return pc_bf16_to_f32(pc_f32_to_bf16(x)); }
 
-static inline float load_b(const void *B, pc_dtype dt, long idx) {
-    return dt == PC_BF16 ? pc_bf16_to_f32(((const uint16_t *)B)[idx]) : ((const float *)B)[idx];
-}
-
-/* Bp ← op(B)[pc:pc+kc, jc+panel·NR …], zero-padded to whole panels. op(B)[p,j] = B[p,j] or B[j,p]. */
+/* Bp ← op(B)[pc:pc+kc, j0:j0+nr] as one NR-column panel, zero-padded. op(B)[p,j] = B[p,j] or B[j,p]. */
 static void pack_b_panel(float *Bp, const void *B, pc_dtype dt, long ldb, int transB, int pc, int kc, int j0,
                          int nr) {
+    long step_p = transB ? 1 : ldb, step_j = transB ? ldb : 1; /* element (p, j) at p·step_p + j·step_j */
+    long origin = (long)pc * step_p + (long)j0 * step_j;
     for (int p = 0; p < kc; p++) {
         float *dst = Bp + (long)p * PM_NR;
-        for (int j = 0; j < nr; j++) {
-            long idx = transB ? (long)(j0 + j) * ldb + (pc + p) : (long)(pc + p) * ldb + (j0 + j);
-            dst[j] = load_b(B, dt, idx);
+        long at = origin + p * step_p;
+        if (dt == PC_BF16) {
+            const uint16_t *src = (const uint16_t *)B + at;
+            for (int j = 0; j < nr; j++) dst[j] = pc_bf16_to_f32(src[j * step_j]);
+        } else {
+            const float *src = (const float *)B + at;
+            for (int j = 0; j < nr; j++) dst[j] = src[j * step_j];
         }
         for (int j = nr; j < PM_NR; j++) dst[j] = 0.0f;
     }
