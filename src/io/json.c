@@ -3,7 +3,6 @@
  * optional fields as null (adapter_config.json), and "not given" is what it means. */
 #include "io/json.h"
 
-#include <float.h>
 #include <limits.h>
 #include <math.h>
 #include <stdlib.h>
@@ -27,6 +26,25 @@ static void line_column(const char *text, size_t offset, long *line, long *colum
     }
 }
 
+/* Byte offset where cJSON gave up on text, or len when the text simply ended too early. cJSON reports an
+ * error at the end of input as the last byte, and other errors at (or one past) the offending byte, which is
+ * ambiguous at the last byte; two more spaces settle it: only an end-of-input error moves past them. */
+static size_t error_offset(const char *text, size_t len, const char *end) {
+    size_t at = end && end >= text && end <= text + len ? (size_t)(end - text) : 0;
+    if (len == 0) return 0;
+    if (at + 1 < len) return at;
+    char *padded = pc_malloc(len + 2);
+    if (!padded) return at;
+    memcpy(padded, text, len);
+    padded[len] = padded[len + 1] = ' ';
+    const char *end2 = NULL;
+    cJSON *again = cJSON_ParseWithLengthOpts(padded, len + 2, &end2, 0);
+    size_t at2 = end2 && end2 >= padded && end2 <= padded + len + 2 ? (size_t)(end2 - padded) : 0;
+    cJSON_Delete(again);
+    pc_free(padded);
+    return at2 > len ? len : at;
+}
+
 pc_status pc_json_load(cJSON **out, const char *path, pc_error *err) {
     *out = NULL;
     char *text;
@@ -36,7 +54,7 @@ pc_status pc_json_load(cJSON **out, const char *path, pc_error *err) {
     cJSON *root = cJSON_ParseWithLengthOpts(text, len, &end, 0);
     pc_status status = PC_OK;
     if (!root) {
-        size_t at = end && end >= text && end <= text + len ? (size_t)(end - text) : 0;
+        size_t at = error_offset(text, len, end);
         long line, column;
         line_column(text, at, &line, &column);
         status = at >= len ? pc_fail(err, PC_ERR_FORMAT, "%s: %ld:%ld: invalid JSON (unexpected end of file)", path,
