@@ -45,6 +45,16 @@ static size_t error_offset(const char *text, size_t len, const char *end) {
     return at2 > len ? len : at;
 }
 
+/* Up to 16 bytes of text from `at` for a message: the rest of that line, non-printable bytes as '?'. */
+static void snippet(const char *text, size_t len, size_t at, char out[17]) {
+    size_t n = 0;
+    for (size_t i = at; i < len && n < 16 && text[i] != '\n'; i++) {
+        unsigned char c = (unsigned char)text[i];
+        out[n++] = c >= 0x20 && c < 0x7f ? (char)c : '?';
+    }
+    out[n] = '\0';
+}
+
 pc_status pc_json_load(cJSON **out, const char *path, pc_error *err) {
     *out = NULL;
     char *text;
@@ -56,11 +66,13 @@ pc_status pc_json_load(cJSON **out, const char *path, pc_error *err) {
     if (!root) {
         size_t at = error_offset(text, len, end);
         long line, column;
+        char near[17];
         line_column(text, at, &line, &column);
+        snippet(text, len, at, near);
         status = at >= len ? pc_fail(err, PC_ERR_FORMAT, "%s: %ld:%ld: invalid JSON (unexpected end of file)", path,
                                      line, column)
-                           : pc_fail(err, PC_ERR_FORMAT, "%s: %ld:%ld: invalid JSON near '%.16s'", path, line,
-                                     column, text + at);
+                           : pc_fail(err, PC_ERR_FORMAT, "%s: %ld:%ld: invalid JSON near '%s'", path, line,
+                                     column, near);
     } else {
         /* cJSON stops after the first value; anything but whitespace after it is an error too. */
         for (const char *p = end; p < text + len; p++) {
