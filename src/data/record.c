@@ -242,6 +242,7 @@ static pc_status record_from_classification(pc_record *rec, const cJSON *obj, co
 /* ---- shared checks after any shape ---- */
 static pc_status record_check(pc_record *rec, const pc_data_options *opt, pc_error *err) {
     if (rec->n == 0) return pc_fail(err, PC_ERR_FORMAT, "empty record (no tokens)");
+    if (rec->n > (size_t)INT32_MAX) return pc_fail(err, PC_ERR_FORMAT, "record of %zu tokens is too long", rec->n);
     long vocab = opt->vocab_size;
     for (size_t i = 0; i < rec->n; i++) {
         int32_t id = rec->ids[i], lab = rec->labels[i];

@@ -388,6 +388,43 @@ static void test_allocation_failures(void) {
     CHECK(clean && succeeded, "allocation failures give PC_ERR_NOMEM until the load succeeds");
 }
 
+/* The committed fixtures stay what tests/data/README.md says they are. */
+static void test_fixtures(void) {
+    fake_codec_options o = {.add_bos = 1, .add_eos = 1};
+    pc_text_codec codec = fake_codec(&o);
+    struct {
+        const char *name;
+        long count;
+        const char *error;
+    } files[] = {{"ids_small.jsonl", 4, NULL},         {"prompt_completion.jsonl", 3, NULL},
+                 {"chat.jsonl", 2, NULL},              {"classification.jsonl", 4, NULL},
+                 {"bad_json_line3.jsonl", 0, "line 3: bad JSON"},
+                 {"bad_utf8_line3.jsonl", 0, "line 3: invalid UTF-8"},
+                 {"missing_field_line3.jsonl", 0, "line 3: missing field 'completion'"}};
+    for (size_t i = 0; i < sizeof files / sizeof *files; i++) {
+        char path[1024];
+        snprintf(path, sizeof path, "%s/tests/data/%s", test_source_dir(), files[i].name);
+        pc_dataset ds;
+        pc_error err = {0};
+        pc_status st = pc_dataset_load_codec(&ds, path, &codec, NULL, &err);
+        if (files[i].error)
+            CHECK(st == PC_ERR_FORMAT && strstr(err.msg, files[i].error), "%s: %s", files[i].name, err.msg);
+        else
+            CHECK(st == PC_OK && ds.count == files[i].count, "%s: %s", files[i].name, err.msg);
+        if (st == PC_OK && strcmp(files[i].name, "chat.jsonl") == 0) {
+            /* second conversation: the targets are exactly the bytes of "Blue." and "Red." (one token each byte) */
+            const pc_example *e = &ds.examples[1];
+            char targets[32];
+            int k = 0;
+            for (int t = 0; t < e->n && k < 31; t++)
+                if (e->labels[t] != -100) targets[k++] = (char)(e->labels[t] - 100);
+            targets[k] = '\0';
+            CHECK(strcmp(targets, "Blue.Red.") == 0, "chat fixture targets \"%s\"", targets);
+        }
+        if (st == PC_OK) pc_dataset_free(&ds);
+    }
+}
+
 int main(void) {
     snprintf(tmp_dir, sizeof tmp_dir, "/tmp/peftc_test_data_XXXXXX");
     if (!mkdtemp(tmp_dir)) test_fail_setup("mkdtemp failed");
@@ -402,6 +439,7 @@ int main(void) {
     test_utf8_validator();
     test_errors();
     test_allocation_failures();
+    test_fixtures();
     char cmd[300];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmp_dir);
     if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", tmp_dir);
