@@ -39,6 +39,15 @@ typedef enum pc_base_dtype { PC_BASE_AUTO, PC_BASE_F32, PC_BASE_BF16 } pc_base_d
 
 typedef struct pc_model_acts pc_model_acts; /* the activation plan (model_plan.c) */
 
+/* Something with per-step buffers of its own (a method) registers a planner: whenever the model makes a
+ * new activation plan for (B, T) it calls every planner, so all buffers are sized together, outside the
+ * step loop. T excludes virtual tokens. */
+typedef pc_status (*pc_plan_fn)(void *owner, int B, int T, pc_error *err);
+typedef struct pc_planner {
+    void *owner;
+    pc_plan_fn fn;
+} pc_planner;
+
 typedef struct pc_model {
     pc_model_config cfg;
     char *dir;                  /* the directory it was loaded from (NULL when created from a config) */
@@ -51,6 +60,8 @@ typedef struct pc_model {
     pc_param *embed, *pos_embed, *lm_head, *final_norm_w, *final_norm_b;
     pc_layer *layers;
     pc_hook_list input_hooks, output_hooks;
+    pc_planner *planners;
+    int n_planners, cap_planners;
     pc_matmul *mm;
     float *rope_cos, *rope_sin; /* [max_positions, head_dim/2] */
     pc_model_acts *acts;
@@ -77,6 +88,9 @@ pc_linear *pc_model_linear_at(pc_model *m, int i);
 pc_status pc_hook_add(pc_hook_list *list, const pc_hook *hook, pc_error *err);
 void pc_hook_list_clear(pc_hook_list *list);
 void pc_model_clear_hooks(pc_model *m);
+
+pc_status pc_model_add_planner(pc_model *m, void *owner, pc_plan_fn fn, pc_error *err);
+void pc_model_remove_planner(pc_model *m, void *owner);
 
 /* Make a base tensor trainable: data (fp32, same logical shape as p->t, Linear layout) replaces the compute
  * tensor and grad receives its gradient. Restored by pc_model_param_restore. */
@@ -110,5 +124,33 @@ pc_status pc_model_forward_backward(pc_model *m, const pc_model_batch *b, float 
 /* Logits of the last forward for every position: [B, T_total, V] (parity tests). */
 pc_status pc_model_logits(pc_model *m, float *logits, pc_error *err);
 int pc_model_total_len(const pc_model *m, int T); /* T plus the virtual tokens of the input hooks */
+
+/* ---- decoding (model_decode.c): generation with a key/value cache ------------------------------------
+ * One sequence (B = 1). The cache holds, per layer, the keys and values of every position seen so far
+ * (after RoPE), with any ATTN_KV prefix at the front, so each new token costs one row through the network.
+ * Every hook runs exactly as in pc_model_forward (LINEAR PRE/POST, HEAD_OUT, SUBLAYER, OUTPUT, and ATTN_KV
+ * and INPUT on the first append, where the prefix enters the cache and the virtual tokens go in front of the
+ * prompt); positions are numbered as in training (prefix length + index in the extended sequence). Hooks
+ * with per-step buffers (methods) must be planned for B = 1, T = max_chunk before the first append
+ * (pc_method_plan). The cache owns all its memory; appending allocates nothing. */
+typedef struct pc_kv_cache pc_kv_cache;
+
+/* A cache for up to max_len real tokens, appended at most max_chunk at a time (longer appends are split).
+ * The virtual tokens and prefixes of the hooks attached now are sized in; attaching or removing INPUT or
+ * ATTN_KV hooks afterwards makes appends fail until a new cache is made. */
+pc_status pc_kv_cache_create(pc_kv_cache **out, const pc_model *m, int max_len, int max_chunk, pc_error *err);
+void pc_kv_cache_free(pc_kv_cache *c);
+void pc_kv_cache_reset(pc_kv_cache *c);          /* empty again (the next append is a prefill) */
+int pc_kv_cache_tokens(const pc_kv_cache *c);    /* real tokens cached so far */
+int pc_kv_cache_capacity(const pc_kv_cache *c);  /* max_len */
+
+/* Append ids[n] (n >= 1) to the sequence and write the logits [V] of its last position (logits may be NULL).
+ * On an empty cache this is the prefill. */
+pc_status pc_model_decode(pc_model *m, pc_kv_cache *c, const int32_t *ids, int n, float *logits, pc_error *err);
+/* Reset, then append the prompt. */
+pc_status pc_model_prefill(pc_model *m, pc_kv_cache *c, const int32_t *ids, int n, float *logits, pc_error *err);
+/* Append one token. */
+pc_status pc_model_decode_step(pc_model *m, pc_kv_cache *c, int32_t id, float *logits, pc_error *err);
+/* ---- end of decoding -------------------------------------------------------------------------------- */
 
 #endif

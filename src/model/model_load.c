@@ -315,6 +315,7 @@ void pc_model_free(pc_model *m) {
     pc_free(m->layers);
     pc_free(m->dir);
     pc_free(m->config_path);
+    pc_free(m->planners);
     pc_free(m);
 }
 

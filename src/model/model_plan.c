@@ -151,5 +151,34 @@ pc_status pc_model_plan(pc_model *m, int B, int T, int training, pc_error *err) 
         pc_model_plan_free(m);
         return pc_fail(err, PC_ERR_INTERNAL, "activation plan: carving overflowed its arena");
     }
+    for (int i = 0; i < m->n_planners; i++) {
+        st = m->planners[i].fn(m->planners[i].owner, B, T, err);
+        if (st != PC_OK) {
+            pc_model_plan_free(m);
+            return st;
+        }
+    }
     return PC_OK;
+}
+
+pc_status pc_model_add_planner(pc_model *m, void *owner, pc_plan_fn fn, pc_error *err) {
+    if (m->n_planners == m->cap_planners) {
+        int cap = m->cap_planners ? 2 * m->cap_planners : 4;
+        pc_planner *p = pc_realloc(m->planners, sizeof *p * (size_t)m->cap_planners, sizeof *p * (size_t)cap);
+        if (!p) return pc_fail(err, PC_ERR_NOMEM, "out of memory");
+        m->planners = p;
+        m->cap_planners = cap;
+    }
+    m->planners[m->n_planners++] = (pc_planner){owner, fn};
+    pc_model_plan_free(m); /* the next forward plans again, with this planner */
+    return PC_OK;
+}
+
+void pc_model_remove_planner(pc_model *m, void *owner) {
+    for (int i = 0; i < m->n_planners; i++)
+        if (m->planners[i].owner == owner) {
+            memmove(&m->planners[i], &m->planners[i + 1], sizeof *m->planners * (size_t)(m->n_planners - i - 1));
+            m->n_planners--;
+            i--;
+        }
 }

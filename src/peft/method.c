@@ -11,6 +11,11 @@
 #include "io/json.h"
 #include "io/safetensors.h"
 
+static pc_status method_planner(void *owner, int B, int T, pc_error *err) {
+    pc_method *m = owner;
+    return m->ops->plan(m, B, T, err);
+}
+
 static pc_status method_new(pc_method **out, const pc_method_ops *ops, pc_model *model, const cJSON *options,
                             pc_error *err) {
     pc_method *m = pc_calloc(1, sizeof *m);
@@ -20,6 +25,7 @@ static pc_status method_new(pc_method **out, const pc_method_ops *ops, pc_model 
     pc_params_init(&m->params);
     pc_status st = ops->attach(m, options, err);
     if (st == PC_OK) st = pc_params_alloc(&m->params, err);
+    if (st == PC_OK && ops->plan) st = pc_model_add_planner(model, m, method_planner, err);
     if (st != PC_OK) {
         pc_method_free(m);
         return st;
@@ -166,6 +172,7 @@ pc_status pc_method_plan(pc_method *m, int B, int T, pc_error *err) {
 
 void pc_method_free(pc_method *m) {
     if (!m) return;
+    pc_model_remove_planner(m->model, m);
     if (m->ops->destroy) m->ops->destroy(m);
     pc_params_free(&m->params);
     pc_free(m);
