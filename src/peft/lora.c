@@ -19,7 +19,8 @@ typedef struct lora_target {
     float scale;
     int a, b, mag;          /* parameter indices (mag −1 without DoRA) */
     float *xa;              /* [N,r] drop(x)·Aᵀ, saved for backward */
-    float *x_drop;          /* [N,in] dropped input (NULL without dropout) */
+    float *x_drop;          /* [N,in] dropped input (NULL without dropout); backward's scratch afterwards */
+    uint8_t *keep;          /* [N,in] the dropout mask of this step, for backward (NULL without dropout) */
     float *d_xa;            /* [N,r] */
     float *lora_out;        /* DoRA: [N,out] s·B·A·drop(x) */
     float *base_out;        /* DoRA: [N,out] W·drop(x) */
@@ -168,7 +169,11 @@ static pc_status lora_plan(pc_method *m, int B, int T, pc_error *err) {
     } while (0)
             CARVE(xa, n * r);
             CARVE(d_xa, n * r);
-            if (s->dropout > 0) CARVE(x_drop, n * in);
+            if (s->dropout > 0) {
+                CARVE(x_drop, n * in);
+                if (pass) t->keep = (uint8_t *)(s->arena + off); /* bytes, carved as whole floats */
+                off += ((n * in + 3) / 4 + 15) & ~(size_t)15;
+            }
             if (t->mag >= 0) {
                 CARVE(lora_out, n * out);
                 CARVE(base_out, n * out);
@@ -192,8 +197,11 @@ static pc_status lora_plan(pc_method *m, int B, int T, pc_error *err) {
 static const float *apply_dropout(const lora_state *s, lora_target *t, const pc_site *site) {
     if (!(s->dropout > 0) || !site->training) return site->in;
     size_t n = (size_t)site->N * (size_t)t->lin->in;
-    float keep = 1.0f - s->dropout, inv = 1.0f / keep;
-    for (size_t i = 0; i < n; i++) t->x_drop[i] = pc_rng_uniform(site->rng) < keep ? site->in[i] * inv : 0.0f;
+    float keep_prob = 1.0f - s->dropout, inv = 1.0f / keep_prob;
+    for (size_t i = 0; i < n; i++) {
+        t->keep[i] = pc_rng_uniform(site->rng) < keep_prob;
+        t->x_drop[i] = t->keep[i] ? site->in[i] * inv : 0.0f;
+    }
     return t->x_drop;
 }
 
@@ -229,12 +237,13 @@ static void lora_forward(void *owner, pc_site *site) {
         }
 }
 
-/* Gradient w.r.t. drop(x) → gradient w.r.t. x (same mask). */
+/* Gradient w.r.t. drop(x) → gradient w.r.t. x: the mask saved by forward (x_drop itself cannot tell a
+ * dropped element from a kept zero, and backward overwrites it as scratch). */
 static void undo_dropout(const lora_state *s, const lora_target *t, const pc_site *site, float *d) {
     if (!(s->dropout > 0) || !site->training) return;
     size_t n = (size_t)site->N * (size_t)t->lin->in;
     float inv = 1.0f / (1.0f - s->dropout);
-    for (size_t i = 0; i < n; i++) d[i] = t->x_drop[i] != 0.0f ? d[i] * inv : 0.0f;
+    for (size_t i = 0; i < n; i++) d[i] = t->keep[i] ? d[i] * inv : 0.0f;
 }
 
 static void lora_backward(void *owner, pc_site *site) {
