@@ -29,12 +29,6 @@ static inline const float *key_row(const float *seq, const float *prefix, const 
     return seq + (((size_t)b * d->T + (u - d->P)) * d->KVH + kvh) * d->hd;
 }
 
-static inline int key_visible(const att_dims *d, const int *doc_b, int u, int t) {
-    if (u < d->P) return 1;
-    int s = u - d->P;
-    return s <= t && (!doc_b || doc_b[s] == doc_b[t]);
-}
-
 /* Kt[j][c] = row_c[j] for the nk keys u0 … u0+nk−1 (transposed tile, row length ATT_BK). */
 static inline void load_transposed(float *Kt, const float *seq, const float *prefix, const att_dims *d, int b, int u0,
                                    int nk, int kvh) {
@@ -44,7 +38,9 @@ static inline void load_transposed(float *Kt, const float *seq, const float *pre
     }
 }
 
-/* S[r][c] = scale · Q[r]·K[c] for r < nq, c < nk, masked entries −inf. Q is [nq][hd], Kt [hd][ATT_BK]. */
+/* S[r][c] = scale · Q[r]·K[c] for r < nq, c < nk, masked entries −inf. Q is [nq][hd], Kt [hd][ATT_BK].
+ * The causal limit is a per-row range (no test per element); the doc mask, when present, is checked only
+ * for the sequence keys inside that range. */
 static inline void score_tile(float *S, const float *Q, const float *Kt, const att_dims *d, const int *doc_b, int q0,
                               int nq, int u0, int nk) {
     for (int r = 0; r < nq; r++) {
@@ -55,8 +51,14 @@ static inline void score_tile(float *S, const float *Q, const float *Kt, const a
             const float *kt = Kt + j * ATT_BK;
             for (int c = 0; c < nk; c++) srow[c] += qj * kt[c];
         }
-        for (int c = 0; c < nk; c++)
-            srow[c] = key_visible(d, doc_b, u0 + c, q0 + r) ? srow[c] * d->scale : -INFINITY;
+        int t = q0 + r, limit = d->P + t + 1 - u0; /* keys u0 … u0+limit−1 pass the causal rule */
+        if (limit > nk) limit = nk;
+        if (limit < 0) limit = 0;
+        for (int c = 0; c < limit; c++) srow[c] *= d->scale;
+        for (int c = limit; c < nk; c++) srow[c] = -INFINITY;
+        if (doc_b)
+            for (int c = d->P > u0 ? d->P - u0 : 0; c < limit; c++)
+                if (doc_b[u0 + c - d->P] != doc_b[t]) srow[c] = -INFINITY;
     }
 }
 
@@ -85,9 +87,9 @@ PC_SIMD_CLONES static void forward_block(float *out, float *lse, const float *q,
             for (int c = 0; c < nk; c++) block_max = srow[c] > block_max ? srow[c] : block_max;
             if (block_max == -INFINITY) continue; /* this row sees none of these keys */
             float m_new = block_max > m[r] ? block_max : m[r];
-            float correction = expf(m[r] - m_new), sum = 0.0f; /* exp(−inf) = 0 on a row's first block */
+            float correction = pc_exp_approx(m[r] - m_new), sum = 0.0f; /* exp(−inf) = 0 on a row's first block */
             for (int c = 0; c < nk; c++) {
-                srow[c] = expf(srow[c] - m_new);
+                srow[c] = pc_exp_approx(srow[c] - m_new);
                 sum += srow[c];
             }
             l[r] = l[r] * correction + sum;
@@ -148,7 +150,7 @@ static inline void backward_tile(const att_qblock *qb, const float *k, const flo
     score_tile(S, qb->Q, Kt, d, qb->doc_b, qb->q0, nq, u0, nk);
     for (int r = 0; r < nq; r++) {
         float *prow = S + r * ATT_BK, *dsrow = dS + r * ATT_BK;
-        for (int c = 0; c < nk; c++) prow[c] = expf(prow[c] - qb->lse[r]); /* masked: exp(−inf) = 0 */
+        for (int c = 0; c < nk; c++) prow[c] = pc_exp_approx(prow[c] - qb->lse[r]); /* masked: exp(−inf) = 0 */
         for (int c = 0; c < nk; c++) dsrow[c] = 0.0f;
         for (int j = 0; j < hd; j++) {
             float g = qb->dO[r * hd + j];
@@ -293,10 +295,10 @@ PC_SIMD_CLONES static void cached_row(float *o, const float *qrow, const float *
             s[c] = scale * dot(qrow, kcache + ((size_t)(u0 + c) * KVH + kvh) * hd, hd);
             block_max = s[c] > block_max ? s[c] : block_max;
         }
-        float m_new = block_max > m ? block_max : m, correction = expf(m - m_new), sum = 0.0f;
+        float m_new = block_max > m ? block_max : m, correction = pc_exp_approx(m - m_new), sum = 0.0f;
         for (int j = 0; j < hd; j++) o[j] *= correction;
         for (int c = 0; c < nk; c++) {
-            float p = expf(s[c] - m_new);
+            float p = pc_exp_approx(s[c] - m_new);
             sum += p;
             const float *vrow = vcache + ((size_t)(u0 + c) * KVH + kvh) * hd;
             for (int j = 0; j < hd; j++) o[j] += p * vrow[j];

@@ -9,6 +9,7 @@
 #include "core/alloc.h"
 #include "kernels/matmul.h"
 #include "kernels/matmul_internal.h"
+#include "kernels/simd.h"
 
 struct pc_matmul {
     pm_workspace portable;
@@ -64,6 +65,10 @@ const char *pc_matmul_backend(const pc_matmul *mm) {
 }
 
 #ifdef PEFTC_HAVE_DNNL
+PC_SIMD_CLONES static void convert_row_to_bf16(uint16_t *dst, const float *src, long n) {
+    for (long j = 0; j < n; j++) dst[j] = pc_f32_to_bf16(src[j]);
+}
+
 /* rows×cols fp32 (leading dimension ld) → contiguous bf16 in the handle's scratch; NULL if it cannot grow. */
 static const uint16_t *to_bf16_scratch(pc_matmul *mm, const float *src, long rows, long cols) {
     size_t need = (size_t)rows * (size_t)cols;
@@ -76,8 +81,7 @@ static const uint16_t *to_bf16_scratch(pc_matmul *mm, const float *src, long row
     }
     uint16_t *dst = mm->bf16_scratch;
 #pragma omp parallel for schedule(static)
-    for (long i = 0; i < rows; i++)
-        for (long j = 0; j < cols; j++) dst[i * cols + j] = pc_f32_to_bf16(src[i * cols + j]);
+    for (long i = 0; i < rows; i++) convert_row_to_bf16(dst + i * cols, src + i * cols, cols);
     return dst;
 }
 

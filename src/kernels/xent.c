@@ -7,17 +7,27 @@
 #include "kernels/simd.h"
 #include "kernels/xent.h"
 
-/* One row of logits z[V] with target t ≥ 0: returns −log softmax(z)[t] = log Σ exp(z − max) + max − z[t]
- * (sum in double). If want_grad, z is overwritten by grad_scale·(softmax(z) − onehot(t)). */
+/* One row of logits z[V] with target t ≥ 0: returns −log softmax(z)[t] = log Σ exp(z − max) + max − z[t].
+ * If want_grad, z is overwritten by grad_scale·(softmax(z) − onehot(t)). Max and sum keep 16 independent
+ * lanes (the sum in double) so that the loops vectorise without the compiler having to reassociate. */
 PC_SIMD_CLONES static double xent_row(float *z, int V, int t, float grad_scale, int want_grad) {
+    float lane_max[16];
+    for (int j = 0; j < 16; j++) lane_max[j] = -INFINITY;
+    int j0 = 0;
+    for (; j0 + 16 <= V; j0 += 16)
+        for (int j = 0; j < 16; j++) lane_max[j] = z[j0 + j] > lane_max[j] ? z[j0 + j] : lane_max[j];
     float zmax = -INFINITY;
-    for (int j = 0; j < V; j++) zmax = z[j] > zmax ? z[j] : zmax;
-    double sum = 0.0;
-    for (int j = 0; j < V; j++) sum += expf(z[j] - zmax);
+    for (int j = j0; j < V; j++) zmax = z[j] > zmax ? z[j] : zmax;
+    for (int j = 0; j < 16; j++) zmax = lane_max[j] > zmax ? lane_max[j] : zmax;
+    double lane_sum[16] = {0}, sum = 0.0;
+    for (j0 = 0; j0 + 16 <= V; j0 += 16)
+        for (int j = 0; j < 16; j++) lane_sum[j] += pc_exp_approx(z[j0 + j] - zmax);
+    for (int j = j0; j < V; j++) sum += pc_exp_approx(z[j] - zmax);
+    for (int j = 0; j < 16; j++) sum += lane_sum[j];
     double loss = log(sum) + (double)zmax - (double)z[t];
     if (want_grad) {
-        float inv = (float)(1.0 / sum);
-        for (int j = 0; j < V; j++) z[j] = grad_scale * expf(z[j] - zmax) * inv;
+        float k = (float)(grad_scale / sum);
+        for (int j = 0; j < V; j++) z[j] = k * pc_exp_approx(z[j] - zmax);
         z[t] -= grad_scale;
     }
     return loss;

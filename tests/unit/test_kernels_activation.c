@@ -5,6 +5,7 @@
 
 #include "core/alloc.h"
 #include "kernels/activation.h"
+#include "kernels/simd.h"
 #include "test_support.h"
 
 static pc_rng rng;
@@ -88,7 +89,21 @@ static void test_backward(int kind) {
     }
 }
 
+/* The vectorisable exp used by attention and cross-entropy, against double exp over its whole range. */
+static void test_exp_approx(void) {
+    double worst = 0.0;
+    float worst_x = 0.0f;
+    for (float x = -87.0f; x < 88.0f; x += 0.00173f) {
+        double want = exp((double)x), rel = fabs(pc_exp_approx(x) - want) / want;
+        if (rel > worst) worst = rel, worst_x = x;
+    }
+    CHECK(worst < 3e-7, "pc_exp_approx worst relative error %.3g at x = %g", worst, worst_x);
+    CHECK(pc_exp_approx(-INFINITY) == 0.0f && pc_exp_approx(-100.0f) == 0.0f, "pc_exp_approx underflows to 0");
+    CHECK(pc_exp_approx(0.0f) == 1.0f, "pc_exp_approx(0) = %.9g", pc_exp_approx(0.0f));
+}
+
 int main(void) {
+    test_exp_approx();
     pc_rng_seed(&rng, 5);
     test_torch_values();
     test_forward_large();
