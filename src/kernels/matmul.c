@@ -69,7 +69,7 @@ PC_SIMD_CLONES static void convert_row_to_bf16(uint16_t *dst, const float *src, 
     for (long j = 0; j < n; j++) dst[j] = pc_f32_to_bf16(src[j]);
 }
 
-/* rows×cols fp32 (leading dimension ld) → contiguous bf16 in the handle's scratch; NULL if it cannot grow. */
+/* rows×cols contiguous fp32 → contiguous bf16 in the handle's scratch; NULL if it cannot grow. */
 static const uint16_t *to_bf16_scratch(pc_matmul *mm, const float *src, long rows, long cols) {
     size_t need = (size_t)rows * (size_t)cols;
     if (need > mm->bf16_capacity) {
