@@ -131,8 +131,8 @@ int pc_model_total_len(const pc_model *m, int T); /* T plus the virtual tokens o
  * Every hook runs exactly as in pc_model_forward (LINEAR PRE/POST, HEAD_OUT, SUBLAYER, OUTPUT, and ATTN_KV
  * and INPUT on the first append, where the prefix enters the cache and the virtual tokens go in front of the
  * prompt); positions are numbered as in training (prefix length + index in the extended sequence). Hooks
- * with per-step buffers (methods) must be planned for B = 1, T = max_chunk before the first append
- * (pc_method_plan). The cache owns all its memory; appending allocates nothing. */
+ * with per-step buffers (methods) are sized through the model's planners: each append makes sure an
+ * activation plan for B = 1, T = max_chunk exists (pc_model_plan). The cache owns its memory. */
 typedef struct pc_kv_cache pc_kv_cache;
 
 /* A cache for up to max_len real tokens, appended at most max_chunk at a time (longer appends are split).

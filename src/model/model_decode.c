@@ -338,6 +338,10 @@ static pc_status check_append(const pc_model *m, const pc_kv_cache *c, const int
 
 pc_status pc_model_decode(pc_model *m, pc_kv_cache *c, const int32_t *ids, int n, float *logits, pc_error *err) {
     PC_TRY(check_append(m, c, ids, n, err));
+    /* The decoder has its own activations, but hooks size their per-step buffers through the model's
+     * planners; an activation plan for (1, max_chunk) — a no-op when a larger one exists — keeps the two in
+     * step (so a method never sees more rows than it was planned for). */
+    PC_TRY(pc_model_plan(m, 1, c->max_chunk, 0, err));
     for (int done = 0; done < n;) {
         int k = n - done < c->max_chunk ? n - done : c->max_chunk;
         chunk_forward(m, c, ids + done, k, done + k == n ? logits : NULL);
