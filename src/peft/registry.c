@@ -3,11 +3,18 @@
 
 #include "peft/method.h"
 
-extern const pc_method_ops pc_lora_ops, pc_full_ops;
+extern const pc_method_ops pc_lora_ops, pc_full_ops, pc_prompt_tuning_ops, pc_prefix_tuning_ops, pc_ia3_ops,
+    pc_adapter_ops, pc_ln_tuning_ops, pc_bitfit_ops;
 
 static const pc_method_ops *const registry[] = {
     &pc_lora_ops,
     &pc_full_ops,
+    &pc_prompt_tuning_ops,
+    &pc_prefix_tuning_ops,
+    &pc_ia3_ops,
+    &pc_adapter_ops,
+    &pc_ln_tuning_ops,
+    &pc_bitfit_ops,
 };
 
 #define REGISTRY_SIZE (sizeof registry / sizeof registry[0])
@@ -24,4 +31,4 @@ const pc_method_ops *pc_method_find_peft_type(const char *type) {
     return NULL;
 }
 
-const char *pc_method_names(void) { return "lora, full"; }
+const char *pc_method_names(void) { return "lora, full, prompt-tuning, prefix-tuning, ia3, adapter, ln-tuning, bitfit"; }
