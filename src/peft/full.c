@@ -4,17 +4,24 @@
 
 #include "peft/method.h"
 
-typedef struct full_state {
-    int *index; /* parameter index per model tensor */
-} full_state;
-
 #include "core/alloc.h"
 
+typedef struct full_state {
+    int *index;       /* parameter index per model tensor */
+    pc_dtype save_dtype;
+} full_state;
+
 static pc_status full_attach(pc_method *m, const cJSON *opt, pc_error *err) {
-    (void)opt;
     full_state *s = pc_calloc(1, sizeof *s);
     if (!s) return pc_fail(err, PC_ERR_NOMEM, "out of memory");
     m->impl = s;
+    /* The saved model keeps the checkpoint's dtype unless asked otherwise ("save_dtype": "bf16"). */
+    const char *dt = pc_opt_string(opt, "save_dtype", NULL);
+    s->save_dtype = m->model->file_dtype;
+    if (dt && !strcmp(dt, "fp32")) s->save_dtype = PC_F32;
+    else if (dt && !strcmp(dt, "bf16")) s->save_dtype = PC_BF16;
+    else if (dt && !strcmp(dt, "f16")) s->save_dtype = PC_F16;
+    else if (dt) return pc_fail(err, PC_ERR_USAGE, "full: save_dtype '%s' is not fp32, bf16 or f16", dt);
     s->index = pc_calloc((size_t)m->model->n_params, sizeof *s->index);
     if (!s->index) return pc_fail(err, PC_ERR_NOMEM, "out of memory");
     for (int i = 0; i < m->model->n_params; i++) {
@@ -39,7 +46,8 @@ static pc_status full_init(pc_method *m, pc_rng *rng, pc_error *err) {
 }
 
 static pc_status full_save(const pc_method *m, const char *dir, pc_error *err) {
-    return pc_model_save(m->model, dir, m->model->file_dtype == PC_F32 ? PC_F32 : m->model->file_dtype, err);
+    const full_state *s = m->impl;
+    return pc_model_save(m->model, dir, s->save_dtype, err);
 }
 
 static void full_destroy(pc_method *m) {

@@ -14,6 +14,7 @@ int cmd_inspect(int argc, char **argv);
 int cmd_tokenize(int argc, char **argv);
 int cmd_tokenizer(int argc, char **argv); /* tokenizer train */
 int cmd_bench(int argc, char **argv);
+int cmd_data(int argc, char **argv);      /* data from-text */
 
 /* Print "peftc: error: <msg>" and return the exit code for err's status (2 for usage errors, else 1). */
 int cli_report(const pc_error *err);

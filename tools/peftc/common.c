@@ -93,6 +93,7 @@ static const struct {
     {"--prefix-projection", "prefix_projection", 'b'}, {"--encoder-hidden-size", "encoder_hidden_size", 'n'},
     {"--feedforward-modules", "feedforward_modules", 'l'}, {"--adapter-type", "adapter_type", 's'},
     {"--adapter-dim", "adapter_dim", 'n'}, {"--adapter-scale", "adapter_scale", 'n'},
+    {"--save-dtype", "save_dtype", 's'},
 };
 
 pc_status cli_method_options(const cli_args *a, cJSON **out, pc_error *err) {

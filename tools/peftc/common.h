@@ -30,6 +30,7 @@
     {"--feedforward-modules", OPT_VALUE, "IA3: modules whose input is scaled"},                          \
     {"--adapter-type", OPT_VALUE, "houlsby|pfeiffer|parallel|scaled-parallel"},                          \
     {"--adapter-dim", OPT_VALUE, "adapter bottleneck [16]"}, {"--adapter-scale", OPT_VALUE, "adapter output scale"}, \
+    {"--save-dtype", OPT_VALUE, "full: dtype of the saved model (fp32|bf16|f16) [the checkpoint's]"},          \
     {"--method-config", OPT_VALUE, "JSON file of method options (PEFT field names)"}
 
 typedef struct cli_session {

@@ -18,6 +18,7 @@ static const struct {
     {"tokenize", cmd_tokenize, "token ids of stdin's text"},
     {"tokenizer", cmd_tokenizer, "tokenizer tools: 'tokenizer train' builds a BPE tokenizer.json"},
     {"bench", cmd_bench, "throughput and memory of training steps"},
+    {"data", cmd_data, "dataset tools: 'data from-text' turns text files into JSONL records"},
 };
 
 static void usage(FILE *f) {

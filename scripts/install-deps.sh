@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# install-deps.sh — install the Debian packages peftc builds and tests with (idempotent; needs root or sudo).
+#   scripts/install-deps.sh            build + test dependencies
+#   scripts/install-deps.sh --goldens  also python3-torch, to regenerate tests/golden with gen_goldens.py
+#   scripts/install-deps.sh --bench    also python3-torch, for the side-by-side PyTorch benchmark
+set -euo pipefail
+
+packages=(build-essential cmake pkg-config libcjson-dev libdnnl-dev libpcre2-dev libutf8proc-dev nodejs npm
+          clang libclang-rt-14-dev)
+for arg in "$@"; do
+    case "$arg" in
+    --goldens | --bench) packages+=(python3 python3-torch python3-numpy) ;;
+    *) echo "install-deps.sh: unknown option '$arg'" >&2; exit 2 ;;
+    esac
+done
+
+missing=()
+for p in "${packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+# node/npm may come from outside Debian (nvm, the machine image): accept any working ones.
+if command -v node >/dev/null && command -v npm >/dev/null; then
+    missing=("${missing[@]/nodejs/}")
+    missing=("${missing[@]/npm/}")
+fi
+want=()
+for p in "${missing[@]}"; do [ -n "$p" ] && want+=("$p"); done
+[ ${#want[@]} -eq 0 ] && exit 0
+
+sudo=""
+[ "$(id -u)" -ne 0 ] && sudo="sudo"
+echo "install-deps.sh: installing ${want[*]}" >&2
+$sudo apt-get update -qq
+DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${want[@]}" >/dev/null

