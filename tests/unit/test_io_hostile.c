@@ -122,6 +122,12 @@ static void safetensors_cases(void) {
     ST("{\"x\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4,8]}}", 4, PC_ERR_FORMAT, "data_offsets",
        "three offsets");
     ST("{\"x\":5}", 0, PC_ERR_FORMAT, "tensor 'x'", "entry not an object");
+    ST("{\"\xc3\x28\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}}", 4, PC_ERR_FORMAT, "UTF-8 at byte 2",
+       "invalid UTF-8 in a name");
+    ST("{\"\xed\xa0\x80\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}}", 4, PC_ERR_FORMAT, "UTF-8",
+       "UTF-8 encoded surrogate");
+    ST("{\"\xc0\xaf\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}}", 4, PC_ERR_FORMAT, "UTF-8",
+       "overlong UTF-8");
     ST("{\"x\":{\"dtype\":\"F32\",\"shape\":[25],\"data_offsets\":[0,100]}}", 4, PC_ERR_FORMAT, "past the",
        "offsets past the buffer");
     ST("{\"x\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[4,0]}}", 4, PC_ERR_FORMAT, "end before",

@@ -253,7 +253,7 @@ static void test_round_trip(void) {
         sizes[i] = n * pc_dtype_size(types[i]);
         bufs[i] = malloc(sizes[i] + 1);
         for (size_t b = 0; b < sizes[i]; b++) bufs[i][b] = (unsigned char)pc_rng_below(&rng, 256);
-        snprintf(names[i], sizeof names[i], "layer.%d.%s", N - i, i % 3 ? "w" : "b\"q\\");
+        snprintf(names[i], sizeof names[i], "layer.%d.%s", N - i, i % 3 ? "w\xc3\xa9\xf0\x9f\x98\x80" : "b\"q\\\t");
         CHECK(pc_st_writer_add(&w, names[i], types[i], ndims[i], shapes[i], bufs[i], &err) == PC_OK, "add %d", i);
     }
     CHECK(pc_st_writer_meta(&w, "note", "line\nbreak \"quoted\"", &err) == PC_OK, "meta with escapes");

@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/alloc.h"
 #include "core/fileio.h"
 #include "io/weights.h"
 #include "test_support.h"
@@ -94,6 +95,26 @@ static void test_sharded(void) {
     pc_weight_files_close(&wf);
 }
 
+/* Fail allocation k for k = 0, 1, ... while opening the sharded directory: always a clean NOMEM. */
+static void test_allocation_failures(void) {
+    char dir[256];
+    snprintf(dir, sizeof dir, "%s/sharded", tmp_dir);
+    int bad = 0, k;
+    for (k = 0; k < 10000; k++) {
+        pc_weight_files wf;
+        pc_error err = {0};
+        pc_alloc_fail_after(k);
+        pc_status s = pc_weight_files_open(&wf, dir, &err);
+        pc_alloc_fail_after(-1);
+        if (s == PC_OK) {
+            pc_weight_files_close(&wf);
+            break;
+        }
+        bad += s != PC_ERR_NOMEM;
+    }
+    CHECK(bad == 0 && k > 5 && k < 10000, "%d allocation points, %d non-NOMEM failures", k, bad);
+}
+
 static void test_empty_dir(void) {
     char dir[256];
     make_dir(dir, sizeof dir, "empty");
@@ -112,6 +133,7 @@ int main(void) {
     }
     test_single();
     test_sharded();
+    test_allocation_failures();
     test_empty_dir();
     pc_remove_tree(tmp_dir);
     return test_finish();
