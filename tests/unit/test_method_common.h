@@ -26,7 +26,7 @@
 
 /* The models here are tiny: one thread is fastest, and the machine is shared (threads spinning against other
  * jobs made these tests 50× slower). */
-static void tm_init(void) { omp_set_num_threads(1); }
+static inline void tm_init(void) { omp_set_num_threads(1); }
 
 /* ---- tiny models ------------------------------------------------------------------------------------ */
 
@@ -46,7 +46,7 @@ static const char *const TINY_QWEN2 =
 
 /* A scratch directory of this process under /tmp (left in place: tiny, and useful after a failure). Each tag
  * has its own buffer slot, so two directories can be held at once. */
-static const char *tm_tmpdir(const char *tag) {
+static inline const char *tm_tmpdir(const char *tag) {
     static char dirs[16][256];
     static int next;
     char *dir = dirs[next++ % 16];
@@ -56,7 +56,7 @@ static const char *tm_tmpdir(const char *tag) {
 }
 
 /* Random model from a config text, weights (not norm gains) rescaled ×10 → N(0, 0.2); biases N(0, 0.1). */
-static pc_model *tm_model(const char *config_text, const char *tag, uint64_t seed) {
+static inline pc_model *tm_model(const char *config_text, const char *tag, uint64_t seed) {
     char path[512];
     snprintf(path, sizeof path, "%s/config-%s.json", tm_tmpdir(tag), tag);
     FILE *f = fopen(path, "w");
@@ -97,7 +97,7 @@ typedef struct tm_batch {
 } tm_batch;
 
 /* B=2, T=8 random ids in 1…V−1; one masked label, as the goldens do. */
-static void tm_random_batch(tm_batch *tb, int vocab, uint64_t seed) {
+static inline void tm_random_batch(tm_batch *tb, int vocab, uint64_t seed) {
     pc_rng rng;
     pc_rng_seed(&rng, seed);
     for (int i = 0; i < 16; i++) tb->ids[i] = tb->labels[i] = 1 + (int32_t)pc_rng_below(&rng, (uint32_t)(vocab - 1));
@@ -106,14 +106,14 @@ static void tm_random_batch(tm_batch *tb, int vocab, uint64_t seed) {
 }
 
 /* A structured "text": a period-5 pattern of ids, each row starting at another phase. */
-static void tm_pattern_batch(tm_batch *tb, int T) {
+static inline void tm_pattern_batch(tm_batch *tb, int T) {
     static const int32_t pattern[5] = {3, 17, 8, 29, 11};
     for (int r = 0; r < 2; r++)
         for (int t = 0; t < T; t++) tb->ids[r * T + t] = tb->labels[r * T + t] = pattern[(t + 2 * r) % 5];
     tb->b = (pc_model_batch){.B = 2, .T = T, .ids = tb->ids, .labels = tb->labels};
 }
 
-static double tm_loss_sum(pc_model *m, const pc_model_batch *b) {
+static inline double tm_loss_sum(pc_model *m, const pc_model_batch *b) {
     pc_forward_result res;
     pc_error err = {0};
     if (pc_model_forward(m, b, &res, &err) != PC_OK) {
@@ -123,7 +123,7 @@ static double tm_loss_sum(pc_model *m, const pc_model_batch *b) {
     return res.loss_sum;
 }
 
-static double tm_loss_mean(pc_model *m, const pc_model_batch *b) {
+static inline double tm_loss_mean(pc_model *m, const pc_model_batch *b) {
     pc_forward_result res;
     pc_error err = {0};
     if (pc_model_forward(m, b, &res, &err) != PC_OK) {
@@ -134,7 +134,7 @@ static double tm_loss_mean(pc_model *m, const pc_model_batch *b) {
 }
 
 /* Zero every gradient given, then one forward/backward of Σ CE (grad_scale 1). */
-static int tm_backward(pc_model *m, const pc_model_batch *b, pc_method **methods, int n_methods) {
+static inline int tm_backward(pc_model *m, const pc_model_batch *b, pc_method **methods, int n_methods) {
     for (int i = 0; i < n_methods; i++) pc_params_zero_grad(&methods[i]->params);
     pc_forward_result res;
     pc_error err = {0};
@@ -151,7 +151,7 @@ static int tm_backward(pc_model *m, const pc_model_batch *b, pc_method **methods
  * the float-rounded one actually taken. Passes when |fd − g| ≤ atol + rtol·|g| everywhere checked, with atol a
  * fraction of the largest |g| (entries near zero are compared on the tensor's scale). Returns the worst ratio
  * (≤ 1 passes) so a caller can also assert that a broken backward fails. */
-static double tm_fd_ratio(pc_model *m, const pc_model_batch *b, float *x, const float *grad, long n, int max_checks,
+static inline double tm_fd_ratio(pc_model *m, const pc_model_batch *b, float *x, const float *grad, long n, int max_checks,
                           double h) {
     long stride = n > max_checks ? n / max_checks : 1;
     double gmax = 0;
@@ -175,7 +175,7 @@ static double tm_fd_ratio(pc_model *m, const pc_model_batch *b, float *x, const 
 
 /* Check every tensor of a method against finite differences (the method's own gradient buffers must hold the
  * analytic gradient of Σ CE). */
-static void tm_check_method_grads(const char *what, pc_model *m, const pc_model_batch *b, pc_method *meth, int max_checks,
+static inline void tm_check_method_grads(const char *what, pc_model *m, const pc_model_batch *b, pc_method *meth, int max_checks,
                                   double h) {
     for (int i = 0; i < meth->params.n_views; i++) {
         const pc_param_view *v = &meth->params.views[i];
@@ -193,7 +193,7 @@ typedef struct tm_upstream {
     long n;
 } tm_upstream;
 
-static void tm_upstream_begin(tm_upstream *u, pc_model *m, const char *name) {
+static inline void tm_upstream_begin(tm_upstream *u, pc_model *m, const char *name) {
     memset(u, 0, sizeof *u);
     u->p = pc_model_find_param(m, name);
     if (!u->p) {
@@ -207,7 +207,7 @@ static void tm_upstream_begin(tm_upstream *u, pc_model *m, const char *name) {
     pc_model_param_make_trainable(u->p, u->data, u->grad);
 }
 
-static void tm_upstream_end(tm_upstream *u) {
+static inline void tm_upstream_end(tm_upstream *u) {
     if (!u->p) return;
     pc_model_param_restore(u->p);
     pc_free(u->data);
@@ -215,7 +215,7 @@ static void tm_upstream_end(tm_upstream *u) {
     memset(u, 0, sizeof *u);
 }
 
-static void tm_check_upstream(const char *what, pc_model *m, const pc_model_batch *b, tm_upstream *u, int max_checks,
+static inline void tm_check_upstream(const char *what, pc_model *m, const pc_model_batch *b, tm_upstream *u, int max_checks,
                               double h) {
     if (!u->p) return;
     double r = tm_fd_ratio(m, b, u->data, u->grad, u->n, max_checks, h);
@@ -225,7 +225,7 @@ static void tm_check_upstream(const char *what, pc_model *m, const pc_model_batc
 /* ---- training ----------------------------------------------------------------------------------------- */
 
 /* steps of plain SGD on the method's parameters (mean-CE gradient); returns the loss after, *before set. */
-static double tm_sgd(pc_model *m, const pc_model_batch *b, pc_method *meth, int steps, float lr, double *before) {
+static inline double tm_sgd(pc_model *m, const pc_model_batch *b, pc_method *meth, int steps, float lr, double *before) {
     pc_rng rng;
     pc_rng_seed(&rng, 11);
     *before = tm_loss_mean(m, b);
@@ -252,7 +252,7 @@ typedef struct tm_key {
     int64_t shape[2];
 } tm_key;
 
-static void tm_check_saved_keys(const char *dir, const tm_key *keys, int n_keys, int n_total) {
+static inline void tm_check_saved_keys(const char *dir, const tm_key *keys, int n_keys, int n_total) {
     char path[1024];
     snprintf(path, sizeof path, "%s/adapter_model.safetensors", dir);
     pc_safetensors st;
@@ -274,7 +274,7 @@ static void tm_check_saved_keys(const char *dir, const tm_key *keys, int n_keys,
 }
 
 /* adapter_config.json's field `key` as a string (or NULL). The returned JSON must be freed by the caller. */
-static cJSON *tm_read_config(const char *dir) {
+static inline cJSON *tm_read_config(const char *dir) {
     char path[1024];
     snprintf(path, sizeof path, "%s/adapter_config.json", dir);
     FILE *f = fopen(path, "rb");
@@ -288,7 +288,7 @@ static cJSON *tm_read_config(const char *dir) {
 
 /* ---- PyTorch goldens ---------------------------------------------------------------------------------- */
 
-static const float *tm_golden(const pc_safetensors *g, const char *name, long *count) {
+static inline const float *tm_golden(const pc_safetensors *g, const char *name, long *count) {
     const pc_st_entry *e = pc_safetensors_find(g, name);
     if (!e || e->dtype != PC_F32) return NULL;
     if (count) *count = (long)(e->nbytes / 4);
@@ -297,7 +297,7 @@ static const float *tm_golden(const pc_safetensors *g, const char *name, long *c
 
 /* Load the base model and the golden adapter of case `name`, and check loss, logits, every adapter gradient
  * and one SGD step (p − lr·g against sgd.<key>). */
-static void tm_check_golden_case(const char *name, const char *base) {
+static inline void tm_check_golden_case(const char *name, const char *base) {
     char model_dir[4096], adapter_dir[4096], gpath[4096];
     const char *src = test_source_dir();
     snprintf(model_dir, sizeof model_dir, "%s/tests/golden/data/%s/model", src, base);
