@@ -27,6 +27,7 @@ typedef struct lora_target {
     float *norm;            /* DoRA: [out] ‖W + s·B·A‖ of this step */
     float *ba;              /* DoRA: [out,in] scratch for B·A */
     float *tmp_out;         /* DoRA: [N,out] scratch */
+    float *merged_g;        /* DoRA: [out] m/‖W+s·B·A‖ of the last merge, which unmerge must divide out */
 } lora_target;
 
 typedef struct lora_state {
@@ -337,10 +338,37 @@ static pc_status lora_config_json(const pc_method *m, cJSON *cfg, pc_error *err)
     return PC_OK;
 }
 
-/* W ← W + weight·ΔW, ΔW = s·B·A; DoRA: W ← g⊙(W + s·B·A) row-wise. Done in fp32 and rounded back. */
+/* DoRA merge of one target, row by row: W ← W + weight·((g−1)⊙(W+Δ) + Δ), g = m/‖W+Δ‖ (weight 1 gives
+ * PEFT's g⊙(W+Δ)). g depends on the unmerged W, so it is kept for unmerge, which solves the same equation
+ * for W: W = (W' − weight·g⊙Δ) / (1 + weight·(g−1)). */
+static pc_status dora_fold_rows(lora_target *t, const float *mag, float *w, const float *delta, float weight, int sign,
+                                pc_error *err) {
+    const pc_linear *lin = t->lin;
+    if (sign < 0 && !t->merged_g)
+        return pc_fail(err, PC_ERR_USAGE, "lora: '%s': unmerge of a DoRA adapter that was not merged", lin->name);
+    if (sign > 0 && !t->merged_g && !(t->merged_g = pc_malloc(sizeof(float) * (size_t)lin->out)))
+        return pc_fail(err, PC_ERR_NOMEM, "out of memory merging '%s'", lin->name);
+    for (int o = 0; o < lin->out; o++) {
+        float *row = w + (size_t)o * lin->in;
+        const float *d = delta + (size_t)o * lin->in;
+        if (sign > 0) {
+            double sum = 0;
+            for (int k = 0; k < lin->in; k++) sum += ((double)row[k] + d[k]) * ((double)row[k] + d[k]);
+            t->merged_g[o] = mag[o] / (float)sqrt(sum);
+        }
+        double g = t->merged_g[o], keep = 1.0 + weight * (g - 1.0);
+        if (sign < 0 && fabs(keep) < 1e-12)
+            return pc_fail(err, PC_ERR_NUMERIC, "lora: '%s': row %d cannot be unmerged (weight·(g−1) = −1)", lin->name, o);
+        for (int k = 0; k < lin->in; k++)
+            row[k] = sign > 0 ? (float)(keep * row[k] + weight * g * d[k]) : (float)((row[k] - weight * g * d[k]) / keep);
+    }
+    return PC_OK;
+}
+
+/* W ← W + weight·ΔW, ΔW = s·B·A (sign −1 subtracts it again); DoRA see dora_fold_rows. Done in fp32 and
+ * rounded back to the compute dtype. */
 static pc_status lora_fold(pc_method *m, float weight, int sign, pc_error *err) {
     lora_state *s = m->impl;
-    if (sign < 0 && s->use_dora) return pc_fail(err, PC_ERR_UNSUPPORTED, "lora: unmerging a DoRA adapter is not supported");
     for (int i = 0; i < s->n_targets; i++) {
         lora_target *t = &s->targets[i];
         pc_linear *lin = t->lin;
@@ -355,26 +383,15 @@ static pc_status lora_fold(pc_method *m, float weight, int sign, pc_error *err) 
         pc_convert_to_f32(w, W->data, W->dtype, n);
         pc_gemm(m->model->mm, 0, 0, lin->out, lin->in, t->r, t->scale, pc_params_data(&m->params, t->b), t->r,
                 pc_params_data(&m->params, t->a), lin->in, 0.0f, delta, lin->in);
-        if (t->mag >= 0) {
-            const float *mag = pc_params_data(&m->params, t->mag);
-            for (int o = 0; o < lin->out; o++) {
-                double sum = 0;
-                for (int k = 0; k < lin->in; k++) {
-                    double v = (double)w[(size_t)o * lin->in + k] + delta[(size_t)o * lin->in + k];
-                    sum += v * v;
-                }
-                float g = mag[o] / (float)sqrt(sum);
-                for (int k = 0; k < lin->in; k++) {
-                    size_t idx = (size_t)o * lin->in + k;
-                    w[idx] = w[idx] + weight * ((g - 1.0f) * (w[idx] + delta[idx]) + delta[idx]);
-                }
-            }
-        } else {
+        pc_status st = PC_OK;
+        if (t->mag >= 0)
+            st = dora_fold_rows(t, pc_params_data(&m->params, t->mag), w, delta, weight, sign, err);
+        else
             for (size_t k = 0; k < n; k++) w[k] += (float)sign * weight * delta[k];
-        }
-        pc_convert_from_f32(W->data, W->dtype, w, n);
+        if (st == PC_OK) pc_convert_from_f32(W->data, W->dtype, w, n);
         pc_free(delta);
         pc_free(w);
+        if (st != PC_OK) return st;
     }
     return PC_OK;
 }
@@ -395,6 +412,7 @@ static void lora_destroy(pc_method *m) {
             }
     }
     cJSON_Delete(s->options);
+    for (int i = 0; i < s->n_targets; i++) pc_free(s->targets[i].merged_g);
     pc_free(s->targets);
     pc_free(s->arena);
     pc_free(s);

@@ -1,6 +1,7 @@
 /* Merging LoRA into the base: for every LoRA golden the merged model gives the unmerged adapter's loss
  * (1e-5 relative); merged weights equal W + w·s·B·A computed here in double straight from the adapter file
- * with hand-derived scales; merge then unmerge restores the base (1e-6); two adapters merge with weights.
+ * with hand-derived scales (DoRA: rows rescaled to m/‖W+sBA‖); merge then unmerge restores the base (1e-6,
+ * DoRA included); two adapters merge with weights.
  * `peftc merge` writes a model directory that loads back with the merged loss, in the base's dtype (BF16
  * too), with Conv1D weights back in [in, out], tokenizer files copied, and nothing left behind on failure. */
 #include <math.h>
@@ -95,6 +96,14 @@ static void check_merged_weights(const char *what, pc_model *merged, pc_model *b
                         want[(size_t)o * lin->in + i] += s * d;
                     }
                 touched = 1;
+                /* DoRA (single adapter, weight 1): each row becomes m/‖row‖ · row. */
+                snprintf(key, sizeof key, "base_model.model.%s.lora_magnitude_vector", lin->name);
+                const pc_st_entry *mag = pc_safetensors_find(&st, key);
+                for (int o = 0; mag && o < lin->out; o++) {
+                    double norm = 0;
+                    for (int i = 0; i < lin->in; i++) norm += want[(size_t)o * lin->in + i] * want[(size_t)o * lin->in + i];
+                    for (int i = 0; i < lin->in; i++) want[(size_t)o * lin->in + i] *= ((const float *)mag->data)[o] / sqrt(norm);
+                }
             }
             pc_safetensors_close(&st);
         }
@@ -109,7 +118,7 @@ static void check_merged_weights(const char *what, pc_model *merged, pc_model *b
     CHECK(checked > 0, "%s: some module was merged", what);
 }
 
-static void check_case(const char *name, int dora) {
+static void check_case(const char *name) {
     char model_dir[4096], adapter_dir[4096];
     paths(name, model_dir, adapter_dir);
     pc_safetensors g;
@@ -129,8 +138,8 @@ static void check_case(const char *name, int dora) {
     const float *want = pc_safetensors_find(&g, "loss")->data;
     CHECK(fabs(unmerged - want[0]) <= 1e-5 * fabs(want[0]), "%s: adapter loss %.9g want %.9g", name, unmerged, want[0]);
     CHECK(lora->ops->merge(lora, 1.0f, &err) == PC_OK, "%s: merge: %s", name, err.msg);
-    if (!dora) {
-        /* Unmerge restores the base; merge again for the loss check. */
+    {
+        /* Unmerge restores the base (DoRA too: the row factors of the merge are kept); merge again. */
         CHECK(lora->ops->unmerge(lora, 1.0f, &err) == PC_OK, "%s: unmerge: %s", name, err.msg);
         for (int i = 0; i < m->n_params; i++) {
             long n = (long)pc_tensor_numel(&m->params[i].t);
@@ -142,7 +151,7 @@ static void check_case(const char *name, int dora) {
     pc_method_free(lora); /* detach: the merged weights alone must carry the adapter */
     double merged = eval_loss(m, &b);
     CHECK(fabs(merged - unmerged) <= 1e-5 * fabs(unmerged), "%s: merged loss %.9g, unmerged %.9g", name, merged, unmerged);
-    if (!dora) {
+    {
         const char *cases[1] = {name};
         float weights[1] = {1.0f};
         check_merged_weights(name, m, base, cases, weights, 1);
@@ -329,13 +338,13 @@ static void check_cli(const char *tmp) {
 
 int main(void) {
     snprintf(golden_dir, sizeof golden_dir, "%s/tests/golden/data", test_source_dir());
-    check_case("lora_llama", 0);
-    check_case("lora_llama_all", 0);
-    check_case("lora_llama_rslora", 0);
-    check_case("lora_qwen2", 0);
-    check_case("lora_gpt2", 0);
-    check_case("lora_llama_dora", 1);
-    check_case("lora_gpt2_dora", 1);
+    check_case("lora_llama");
+    check_case("lora_llama_all");
+    check_case("lora_llama_rslora");
+    check_case("lora_qwen2");
+    check_case("lora_gpt2");
+    check_case("lora_llama_dora");
+    check_case("lora_gpt2_dora");
     check_weighted_merge();
     char tmp[] = "/tmp/peftc_lora_merge_XXXXXX";
     if (!mkdtemp(tmp)) {
