@@ -324,6 +324,36 @@ static void check_refusals(const char *tmp) {
     }
 }
 
+/* Every allocation of the export failing in turn: a clean error each time, and never a file. */
+static void check_allocation_failures(const char *tmp) {
+    char model_dir[4096], adapter_dir[4096], out[4200];
+    snprintf(model_dir, sizeof model_dir, "%s/llama_gqa/model", golden_dir);
+    snprintf(adapter_dir, sizeof adapter_dir, "%s/lora_llama_all/adapter", golden_dir);
+    snprintf(out, sizeof out, "%s/nomem.gguf", tmp);
+    pc_error err = {0};
+    pc_model *m = NULL;
+    pc_method *lora = NULL;
+    if (pc_model_load(&m, model_dir, PC_BASE_F32, &err) != PC_OK || pc_method_load(&lora, m, adapter_dir, &err) != PC_OK) {
+        test_fail_setup("nomem: %s", err.msg);
+        pc_model_free(m);
+        return;
+    }
+    int failures = 0, clean = 1;
+    for (long n = 0; n < 10000; n++) {
+        pc_error e = {0};
+        pc_alloc_fail_after(n);
+        pc_status st = pc_lora_export_gguf(lora, out, &e);
+        pc_alloc_fail_after(-1);
+        if (st == PC_OK) break;
+        failures++;
+        clean &= e.msg[0] != 0 && !pc_path_exists(out);
+    }
+    CHECK(failures > 0 && clean, "export under %d allocation failures: clean errors, no file", failures);
+    CHECK(pc_path_exists(out), "export succeeds once allocations do");
+    pc_method_free(lora);
+    pc_model_free(m);
+}
+
 int main(void) {
     snprintf(golden_dir, sizeof golden_dir, "%s/tests/golden/data", test_source_dir());
     static const export_case cases[] = {
@@ -340,6 +370,7 @@ int main(void) {
     }
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) check_case(&cases[i], tmp);
     check_refusals(tmp);
+    check_allocation_failures(tmp);
     pc_remove_tree(tmp);
     return test_finish();
 }

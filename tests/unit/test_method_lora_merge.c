@@ -336,6 +336,32 @@ static void check_cli(const char *tmp) {
     CHECK(pc_path_exists(f) && count_entries(tmp) == before, "existing --out untouched");
 }
 
+/* Every allocation of writing a merged directory failing in turn: a clean error, nothing left behind. */
+static void check_allocation_failures(const char *tmp) {
+    char model_dir[4096], out[4200];
+    snprintf(model_dir, sizeof model_dir, "%s/gpt2/model", golden_dir);
+    snprintf(out, sizeof out, "%s/nomem", tmp);
+    pc_error err = {0};
+    pc_model *m = NULL;
+    if (pc_model_load(&m, model_dir, PC_BASE_F32, &err) != PC_OK) {
+        test_fail_setup("nomem: %s", err.msg);
+        return;
+    }
+    int before = count_entries(tmp), failures = 0, clean = 1;
+    for (long n = 0; n < 10000; n++) {
+        pc_error e = {0};
+        pc_alloc_fail_after(n);
+        pc_status st = pc_merged_model_write(m, out, &e);
+        pc_alloc_fail_after(-1);
+        if (st == PC_OK) break;
+        failures++;
+        clean &= e.msg[0] != 0 && count_entries(tmp) == before;
+    }
+    CHECK(failures > 0 && clean, "merged write under %d allocation failures: clean errors, nothing left", failures);
+    CHECK(pc_path_exists(out), "merged write succeeds once allocations do");
+    pc_model_free(m);
+}
+
 int main(void) {
     snprintf(golden_dir, sizeof golden_dir, "%s/tests/golden/data", test_source_dir());
     check_case("lora_llama");
@@ -351,6 +377,7 @@ int main(void) {
         test_fail_setup("mkdtemp failed");
     } else {
         check_cli(tmp);
+        check_allocation_failures(tmp);
         pc_remove_tree(tmp);
     }
     return test_finish();
