@@ -4,6 +4,13 @@
 #include <stdio.h>
 #include <string.h>
 
+/* Messages quote names and bytes from untrusted files (a tensor named "a\nb"); the CLI promises a one-line
+ * error, so control characters become '?'. */
+static void one_line(char *msg) {
+    for (unsigned char *p = (unsigned char *)msg; *p; p++)
+        if (*p < 0x20 || *p == 0x7f) *p = '?';
+}
+
 pc_status pc_fail(pc_error *err, pc_status st, const char *fmt, ...) {
     if (!err) return st;
     err->status = st;
@@ -11,6 +18,7 @@ pc_status pc_fail(pc_error *err, pc_status st, const char *fmt, ...) {
     va_start(ap, fmt);
     vsnprintf(err->msg, sizeof err->msg, fmt, ap);
     va_end(ap);
+    one_line(err->msg);
     return st;
 }
 
@@ -23,6 +31,7 @@ pc_status pc_error_prefix(pc_error *err, const char *fmt, ...) {
     va_end(ap);
     memcpy(old, err->msg, sizeof old);
     snprintf(err->msg, sizeof err->msg, "%s%s", prefix, old);
+    one_line(err->msg);
     return err->status;
 }
 

@@ -107,6 +107,8 @@ pc_status pc_method_load(pc_method **out, pc_model *model, const char *dir, pc_e
     if (st == PC_OK) {
         st = method_new(&m, ops, model, cfg, err);
         if (st != PC_OK) pc_error_prefix(err, "%s: ", cfg_path);
+        /* The options came from a file: a bad value there is a bad file (exit 1), not a bad command line (2). */
+        if (st == PC_ERR_USAGE && err) st = err->status = PC_ERR_FORMAT;
     }
     cJSON_Delete(cfg);
     if (st == PC_OK) st = load_tensors(m, st_path, err);
