@@ -101,11 +101,11 @@ pc_status pc_kv_cache_create(pc_kv_cache **out, const pc_model *m, int max_len, 
     c->n_prefix = max_prefix(m);
     long positions = (long)c->n_prefix + c->n_virtual + max_len;
     if (positions > m->cfg.max_positions) {
+        pc_fail(err, PC_ERR_USAGE,
+                "kv cache: %d tokens + %d virtual + %d prefix positions exceed the model's max_position_embeddings %d",
+                max_len, c->n_virtual, c->n_prefix, m->cfg.max_positions);
         pc_kv_cache_free(c);
-        return pc_fail(err, PC_ERR_USAGE,
-                       "kv cache: %d tokens + %d virtual + %d prefix positions exceed the model's "
-                       "max_position_embeddings %d",
-                       max_len, c->n_virtual, c->n_prefix, m->cfg.max_positions);
+        return PC_ERR_USAGE;
     }
     c->cap = (int)positions;
     size_t bytes = carve_cache(c, m, NULL);

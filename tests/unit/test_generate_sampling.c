@@ -3,7 +3,8 @@
  *     probabilities derived by hand from small logit vectors; draws follow them (binomial bounds).
  *   - Greedy generation equals, step by step, the argmax of a full forward over prompt + tokens so far
  *     (llama GQA, gpt2, and llama with a LoRA adapter attached).
- *   - A seed reproduces a sampled continuation; another seed gives another one; stop ids end it. */
+ *   - A seed reproduces a sampled continuation; another seed gives another one; stop ids end it.
+ *   - Every allocation failure inside generation (cache, plan, method buffers, scratch) is a clean NOMEM. */
 #include <math.h>
 #include <string.h>
 
@@ -229,6 +230,34 @@ static void check_seeded_and_stops(void) {
     pc_model_free(m);
 }
 
+/* Fail allocation k = 0, 1, … until generation succeeds; every failure must be PC_ERR_NOMEM. */
+static void fail_each_allocation(pc_model *m, const char *what) {
+    const int32_t prompt[4] = {3, 1, 4, 1};
+    int32_t out[6];
+    pc_generate_opts o = {.max_new_tokens = 6, .sampling = {0.8f, 0, 0.95f}, .seed = 1};
+    int n = 0, bad = 0, k;
+    pc_status st = PC_ERR_NOMEM;
+    for (k = 0; k < 200 && st != PC_OK; k++) {
+        pc_error err = {0};
+        pc_alloc_fail_after(k);
+        st = pc_generate(m, prompt, 4, &o, out, &n, &err);
+        pc_alloc_fail_after(-1);
+        if (st != PC_OK && st != PC_ERR_NOMEM) bad++;
+    }
+    CHECK(st == PC_OK && bad == 0 && k > 1, "%s: %d non-NOMEM statuses, success after %d failed allocations", what, bad,
+          k - 1);
+}
+
+static void check_allocation_failures(void) {
+    pc_method *method = NULL;
+    pc_model *m = load("llama_gqa", "lora_llama", &method);
+    if (!m) return;
+    fail_each_allocation(m, "allocation failures on a fresh model (activation plan, LoRA buffers)");
+    fail_each_allocation(m, "allocation failures with the plan in place (cache, logits, scratch)");
+    pc_method_free(method);
+    pc_model_free(m);
+}
+
 int main(void) {
     check_warpers();
     check_sampling_draws();
@@ -237,5 +266,6 @@ int main(void) {
     check_greedy("qwen2", NULL);
     check_greedy("llama_gqa", "lora_llama");
     check_seeded_and_stops();
+    check_allocation_failures();
     return test_finish();
 }
