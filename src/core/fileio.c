@@ -194,7 +194,10 @@ pc_status pc_copy_file_atomic(const char *src, const char *dst, pc_error *err) {
 }
 
 void pc_remove_tree(const char *path) {
-    DIR *d = opendir(path);
+    /* lstat, not opendir first: a symlink is removed itself, never followed into what it points to. */
+    struct stat sb;
+    if (lstat(path, &sb) != 0) return;
+    DIR *d = S_ISDIR(sb.st_mode) ? opendir(path) : NULL;
     if (!d) {
         unlink(path);
         return;

@@ -90,6 +90,36 @@ pc_status pc_checkpoint_write(const char *out_dir, const pc_checkpoint_state *cs
     return PC_OK;
 }
 
+/* "<anything>.tmp.<digits>" (pc_atomic_open) or "checkpoint-<digits>.tmp-<digits>" (pc_checkpoint_write). */
+static int is_partial_name(const char *name) {
+    long step, pid;
+    int used = 0;
+    if (sscanf(name, "checkpoint-%ld.tmp-%ld%n", &step, &pid, &used) == 2 && name[used] == '\0') return 1;
+    const char *dot = strstr(name, ".tmp.");
+    if (!dot) return 0;
+    const char *digits = dot + 5;
+    if (!*digits) return 0;
+    for (const char *p = digits; *p; p++)
+        if (*p < '0' || *p > '9') return 0;
+    return 1;
+}
+
+static void clean_dir(const char *dir, int depth) {
+    DIR *d = opendir(dir);
+    if (!d) return;
+    struct dirent *e;
+    char path[4096];
+    while ((e = readdir(d))) {
+        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
+        if (pc_path_join(path, sizeof path, dir, e->d_name)) continue;
+        if (is_partial_name(e->d_name)) pc_remove_tree(path);
+        else if (depth > 0 && pc_is_dir(path)) clean_dir(path, depth - 1);
+    }
+    closedir(d);
+}
+
+void pc_checkpoint_clean_partial(const char *out_dir) { clean_dir(out_dir, 1); }
+
 long pc_checkpoint_newest(const char *out_dir) {
     DIR *d = opendir(out_dir);
     if (!d) return -1;

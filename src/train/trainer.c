@@ -45,7 +45,21 @@ static int all_finite(pc_params *const *blocks, int n) {
     return 1;
 }
 
+/* Never write NaN weights: with --skip-nonfinite a run that started from non-finite values (a broken
+ * --init-adapter) skips every step and would otherwise save them unchanged. */
+static pc_status check_params_finite(const trainer *t, pc_error *err) {
+    for (int b = 0; b < t->n_blocks; b++) {
+        const pc_params *p = t->blocks[b];
+        for (size_t i = 0; i < p->count; i++)
+            if (!isfinite(p->data[i]))
+                return pc_fail(err, PC_ERR_NUMERIC, "step %ld: trainable parameters are not finite (block %d, element %zu); "
+                               "nothing was saved", t->step, b, i);
+    }
+    return PC_OK;
+}
+
 static pc_status write_checkpoint(trainer *t, char *path, size_t cap, pc_error *err) {
+    PC_TRY(check_params_finite(t, err));
     pc_checkpoint_state cs = {.step = t->step, .tokens = t->tokens, .rng = t->rng};
     cs.sampler_len = pc_batcher_state_size(&t->batcher);
     cs.sampler = pc_malloc(cs.sampler_len);
@@ -58,6 +72,7 @@ static pc_status write_checkpoint(trainer *t, char *path, size_t cap, pc_error *
 }
 
 static pc_status resume(trainer *t, pc_train_result *res, pc_error *err) {
+    pc_checkpoint_clean_partial(t->opt->out_dir); /* a killed run's temp files and half-written checkpoint */
     long step = pc_checkpoint_newest(t->opt->out_dir);
     if (step < 0) return PC_OK; /* nothing to resume: start from the beginning */
     pc_checkpoint_state cs = {0};
@@ -74,8 +89,12 @@ static pc_status resume(trainer *t, pc_train_result *res, pc_error *err) {
 
 static void log_metrics(trainer *t, const char *kind, double loss, double lr, double gnorm, double tps) {
     if (!t->metrics) return;
-    fprintf(t->metrics, "{\"kind\": \"%s\", \"step\": %ld, \"loss\": %.6f, \"lr\": %.6g, \"grad_norm\": %.6g, \"tokens\": %ld, \"tokens_per_s\": %.1f}\n",
-            kind, t->step, loss, lr, gnorm, t->tokens, tps);
+    /* JSON has no NaN: a skipped step's non-finite loss and norm are written as null. */
+    char loss_s[32] = "null", gnorm_s[32] = "null";
+    if (isfinite(loss)) snprintf(loss_s, sizeof loss_s, "%.6f", loss);
+    if (isfinite(gnorm)) snprintf(gnorm_s, sizeof gnorm_s, "%.6g", gnorm);
+    fprintf(t->metrics, "{\"kind\": \"%s\", \"step\": %ld, \"loss\": %s, \"lr\": %.6g, \"grad_norm\": %s, \"tokens\": %ld, \"tokens_per_s\": %.1f}\n",
+            kind, t->step, loss_s, lr, gnorm_s, t->tokens, tps);
     fflush(t->metrics);
 }
 
@@ -84,23 +103,30 @@ static pc_status train_step(trainer *t, double *loss, double *gnorm, int *skippe
     const pc_train_options *o = t->opt;
     for (int b = 0; b < t->n_blocks; b++) pc_params_zero_grad(t->blocks[b]);
     double loss_acc = 0.0;
+    int loss_nonfinite = 0;
     for (int micro = 0; micro < o->grad_accum; micro++) {
         PC_TRY(pc_batcher_next(&t->batcher, err));
         const pc_batch *bt = &t->batcher.batch;
         pc_model_batch mb = {bt->B, bt->T, bt->ids, bt->labels, bt->pos, bt->doc};
         float scale = bt->n_targets > 0 ? 1.0f / ((float)bt->n_targets * (float)o->grad_accum) : 0.0f;
         pc_forward_result fr;
-        PC_TRY(pc_model_forward_backward(t->model, &mb, scale, &t->rng, &fr, err));
-        loss_acc += fr.n_targets ? fr.loss_sum / (double)fr.n_targets : 0.0;
+        pc_status fst = pc_model_forward_backward(t->model, &mb, scale, &t->rng, &fr, err);
+        /* The model stops before backward on a non-finite loss; the step is then judged below like a
+         * non-finite gradient (stop, or skip under --skip-nonfinite). The remaining micro-batches still run so
+         * a skipped step consumes the same data as any other. */
+        if (fst == PC_ERR_NUMERIC) loss_nonfinite = 1;
+        else if (fst != PC_OK) return fst;
+        else loss_acc += fr.n_targets ? fr.loss_sum / (double)fr.n_targets : 0.0;
         t->tokens += (long)bt->B * bt->T;
     }
-    *loss = loss_acc / o->grad_accum;
+    *loss = loss_nonfinite ? NAN : loss_acc / o->grad_accum;
     *gnorm = pc_grad_norm(t->blocks, t->n_blocks);
     *skipped = 0;
-    if (!isfinite(*gnorm) || !all_finite(t->blocks, t->n_blocks)) {
+    /* The loss too: a non-finite loss with a finite gradient still means the step saw garbage. */
+    if (!isfinite(*loss) || !isfinite(*gnorm) || !all_finite(t->blocks, t->n_blocks)) {
         if (!o->skip_nonfinite)
-            return pc_fail(err, PC_ERR_NUMERIC, "step %ld: the gradient is not finite (loss %g); nothing was updated "
-                           "(--skip-nonfinite skips such steps)", t->step + 1, *loss);
+            return pc_fail(err, PC_ERR_NUMERIC, "step %ld: the %s is not finite (loss %g); nothing was updated "
+                           "(--skip-nonfinite skips such steps)", t->step + 1, isfinite(*loss) ? "gradient" : "loss", *loss);
         *skipped = 1;
         t->step++;
         return PC_OK;
@@ -176,6 +202,7 @@ pc_status pc_train(pc_model *model, pc_method **methods, int n_methods, const pc
         }
         res->tokens_per_s = tps;
     }
+    if (st == PC_OK) st = check_params_finite(&t, err);
     if (st == PC_OK) st = pc_save_methods(methods, n_methods, opt->out_dir, err);
     if (t.metrics) fclose(t.metrics);
     pc_batcher_free(&t.batcher);
