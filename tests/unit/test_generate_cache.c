@@ -1,8 +1,9 @@
 /* Decoding with the KV cache must give the logits of a full forward at every position.
  *
- * 1. Against PyTorch: for every base golden (llama GQA, tied llama, qwen2, gpt2) and the LoRA/DoRA goldens
- *    (adapter loaded with pc_method_load and left unmerged), feeding row 0 of the golden batch token by token
- *    reproduces golden logits[0, t, :] within the golden tolerance (1e-5 of max|ref|).
+ * 1. Against PyTorch: for every base golden (llama GQA, tied llama, qwen2, gpt2) and the adapter goldens
+ *    (LoRA, rsLoRA, DoRA, IA3, prompt tuning, prefix tuning; loaded with pc_method_load and left unmerged),
+ *    feeding row 0 of the golden batch token by token reproduces golden logits[0, t, :] (after the virtual
+ *    rows, for prompt tuning) within the golden tolerance (1e-5 of max|ref|).
  * 2. Against pc_model_forward + pc_model_logits on a longer sequence, with hooks at every other site
  *    attached (virtual input tokens, an attention prefix on some layers, head-output and sublayer hooks):
  *    token-by-token, a multi-token prefill, and a prefill split into chunks all agree at every position.
@@ -44,9 +45,12 @@ static void check_golden(const char *case_name, const char *base, const char *ad
         pc_safetensors_close(&g);
         return;
     }
-    const pc_st_entry *ids_e = pc_safetensors_find(&g, "input_ids");
+    const pc_st_entry *ids_e = pc_safetensors_find(&g, "input_ids"), *logits_e = pc_safetensors_find(&g, "logits");
     const float *want = golden_f32(&g, "logits");
     int T = (int)ids_e->shape[1], V = m->cfg.vocab_size;
+    /* Prompt tuning's logits include its virtual rows first: [2, nv+T, V]. */
+    int nv = pc_model_total_len(m, 0), T_total = (int)logits_e->shape[1];
+    CHECK(T_total == nv + T, "%s: golden logits have %d rows per sequence, want %d", case_name, T_total, nv + T);
     const int32_t *ids = ids_e->data; /* row 0: T real tokens */
     pc_kv_cache *c = NULL;
     float *logits = pc_malloc(sizeof(float) * (size_t)V);
@@ -56,7 +60,7 @@ static void check_golden(const char *case_name, const char *base, const char *ad
         pc_status st = pc_model_decode_step(m, c, ids[t], logits, &err);
         CHECK(st == PC_OK, "%s: step %d: %s", case_name, t, err.msg);
         if (st != PC_OK) break;
-        double rel = max_rel_err(logits, want + (size_t)t * V, V);
+        double rel = max_rel_err(logits, want + (size_t)(nv + t) * V, V);
         worst = rel > worst ? rel : worst;
     }
     CHECK(worst <= LOGITS_TOL_PPM * 1e-6, "%s: cached logits vs PyTorch, worst relative error %.3g", case_name, worst);
@@ -277,6 +281,11 @@ int main(void) {
     check_golden("lora_llama_dora", "llama_gqa", "adapter");
     check_golden("lora_qwen2", "qwen2", "adapter");
     check_golden("lora_gpt2", "gpt2", "adapter");
+    check_golden("lora_gpt2_dora", "gpt2", "adapter");
+    check_golden("lora_llama_rslora", "llama_tied", "adapter");
+    check_golden("prompt_tuning_llama", "llama_gqa", "adapter");
+    check_golden("prefix_tuning_llama", "llama_gqa", "adapter");
+    check_golden("ia3_llama", "llama_gqa", "adapter");
     check_against_forward("llama_gqa", NULL, 0);
     check_against_forward("llama_gqa", NULL, 1);
     check_against_forward("qwen2", NULL, 1);

@@ -1,6 +1,6 @@
 /* peftc generate end to end (runs the binary, PEFTC_BIN):
- *   - greedy ids from --prompt-ids (base and with --adapter) are, step by step, the argmax of a full forward
- *     computed in this process over prompt + ids so far;
+ *   - greedy ids from --prompt-ids (base, and with LoRA, prompt-tuning and prefix-tuning adapters) are, step
+ *     by step, the argmax of a full forward computed in this process over prompt + ids so far;
  *   - --prompt goes through the tokenizer: prompt_ids and text checked against a hand-made byte-level BPE
  *     tokenizer whose ids and characters are known here;
  *   - the same --seed reproduces a sampled run, another seed does not;
@@ -99,7 +99,7 @@ static void check_greedy_ids(const char *label, const char *adapter_case, const 
     }
     int V = m->cfg.vocab_size, T = n_prompt + n;
     int32_t *seq = pc_malloc(sizeof(int32_t) * (size_t)T);
-    float *logits = pc_malloc(sizeof(float) * (size_t)T * V);
+    float *logits = pc_malloc(sizeof(float) * (size_t)pc_model_total_len(m, T) * V);
     memcpy(seq, prompt, sizeof(int32_t) * (size_t)n_prompt);
     memcpy(seq + n_prompt, ids, sizeof(int32_t) * (size_t)n);
     int agree = 0;
@@ -107,7 +107,7 @@ static void check_greedy_ids(const char *label, const char *adapter_case, const 
         pc_model_batch b = {.B = 1, .T = n_prompt + k, .ids = seq, .labels = seq};
         pc_forward_result res;
         if (pc_model_forward(m, &b, &res, &err) != PC_OK || pc_model_logits(m, logits, &err) != PC_OK) break;
-        const float *last = logits + (size_t)(n_prompt + k - 1) * V;
+        const float *last = logits + (size_t)(pc_model_total_len(m, n_prompt + k) - 1) * V;
         int best = 0;
         for (int i = 1; i < V; i++) best = last[i] > last[best] ? i : best;
         agree += ids[k] == best || fabsf(last[ids[k]] - last[best]) <= 1e-5f * fabsf(last[best]);
@@ -360,6 +360,9 @@ int main(void) {
     int32_t with_lora[32];
     greedy_run("llama_gqa+lora greedy", "lora_llama", with_lora, 32);
     CHECK(memcmp(greedy, with_lora, sizeof(int32_t) * 20) != 0, "the adapter changes the greedy continuation");
+    int32_t other[32];
+    greedy_run("llama_gqa+prompt tuning greedy", "prompt_tuning_llama", other, 32);
+    greedy_run("llama_gqa+prefix tuning greedy", "prefix_tuning_llama", other, 32);
     check_text_prompt();
     check_seeds();
     if (n == 20) check_eos(greedy, n);
