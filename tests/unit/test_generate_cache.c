@@ -7,7 +7,10 @@
  * 2. Against pc_model_forward + pc_model_logits on a longer sequence, with hooks at every other site
  *    attached (virtual input tokens, an attention prefix on some layers, head-output and sublayer hooks):
  *    token-by-token, a multi-token prefill, and a prefill split into chunks all agree at every position.
+ *    The same for methods created here with random parameters (serial and parallel bottleneck adapters,
+ *    LN tuning, BitFit).
  * 3. The cache refuses what it cannot do (overflow, foreign model, out-of-vocabulary ids, changed hooks). */
+#include <cjson/cJSON.h>
 #include <math.h>
 #include <string.h>
 
@@ -229,6 +232,42 @@ static void check_against_forward(const char *base, const char *adapter_case, in
     if (with_hooks) free_test_hooks(&h);
 }
 
+/* A method created here (not from a golden) with every parameter drawn at random, so that it is far from
+ * the identity it starts as: decoding against the full forward. */
+static void check_created_method(const char *base, const char *method_name, const char *options_json) {
+    char mdir[4096], what[256];
+    snprintf(mdir, sizeof mdir, "%s/tests/golden/data/%s/model", test_source_dir(), base);
+    pc_error err = {0};
+    pc_model *m = NULL;
+    pc_method *method = NULL;
+    pc_rng rng;
+    pc_rng_seed(&rng, 11);
+    cJSON *opt = cJSON_Parse(options_json);
+    if (pc_model_load(&m, mdir, PC_BASE_F32, &err) != PC_OK ||
+        pc_method_create(&method, pc_method_find(method_name), m, opt, &rng, &err) != PC_OK) {
+        test_fail_setup("%s %s: %s", base, method_name, err.msg);
+        cJSON_Delete(opt);
+        pc_model_free(m);
+        return;
+    }
+    cJSON_Delete(opt);
+    for (size_t i = 0; i < method->params.count; i++) method->params.data[i] += 0.3f * pc_rng_normal(&rng);
+    enum { T = 24 };
+    int32_t ids[T];
+    for (int t = 0; t < T; t++) ids[t] = 1 + (int32_t)pc_rng_below(&rng, (uint32_t)m->cfg.vocab_size - 1);
+    float *ref = full_logits(m, ids, T, &err);
+    CHECK(ref != NULL, "%s %s: full forward: %s", base, method_name, err.msg);
+    if (ref) {
+        snprintf(what, sizeof what, "%s+%s %s token by token", base, method_name, options_json);
+        decode_against(m, ids, T, 1, 1, ref, what);
+        snprintf(what, sizeof what, "%s+%s %s prefill 9 in chunks of 4", base, method_name, options_json);
+        decode_against(m, ids, T, 9, 4, ref, what);
+    }
+    pc_free(ref);
+    pc_method_free(method);
+    pc_model_free(m);
+}
+
 /* ---- refusals ----------------------------------------------------------------------------------------- */
 
 static void check_errors(void) {
@@ -291,6 +330,10 @@ int main(void) {
     check_against_forward("qwen2", NULL, 1);
     check_against_forward("gpt2", NULL, 1);
     check_against_forward("llama_gqa", "lora_llama", 1);
+    check_created_method("llama_gqa", "adapter", "{\"adapter_type\": \"houlsby\"}");
+    check_created_method("gpt2", "adapter", "{\"adapter_type\": \"parallel\"}");
+    check_created_method("llama_gqa", "ln-tuning", "{}");
+    check_created_method("gpt2", "bitfit", "{}");
     check_errors();
     return test_finish();
 }
