@@ -84,10 +84,11 @@ pc_status tk_regex_compile(tk_regex *re, const char *pattern, int literal, const
     if (!re->code) {
         PCRE2_UCHAR msg[256];
         pcre2_get_error_message(code, msg, sizeof msg);
-        pc_fail(err, PC_ERR_UNSUPPORTED, "%s: %s: regex '%.200s' does not compile at offset %zu: %s", file, where,
+        /* compile error 21 is PCRE2's "failed to allocate heap memory" */
+        pc_fail(err, code == 121 ? PC_ERR_NOMEM : PC_ERR_UNSUPPORTED, "%s: %s: regex '%.200s' does not compile at offset %zu: %s", file, where,
                 pattern, (size_t)offset, (const char *)msg);
         tk_bytes_free(&src);
-        return err ? err->status : PC_ERR_UNSUPPORTED;
+        return code == 121 ? PC_ERR_NOMEM : PC_ERR_UNSUPPORTED;
     }
     tk_bytes_free(&src);
     re->jit = pcre2_jit_compile(re->code, PCRE2_JIT_COMPLETE) == 0;
