@@ -106,6 +106,29 @@ static pc_status replace_all(const tk_normalizer *nm, const char *s, size_t n, t
     return PC_OK;
 }
 
+/* NFC over long text without running utf8proc on all of it: an ASCII character never composes with what
+ * precedes it, so NFC(s) is the concatenation of NFC over pieces that each start at an ASCII character. Only
+ * runs of non-ASCII text that hold a code point >= U+0300 (lead byte >= 0xCC) can change; each is normalized
+ * together with the ASCII character before it (a base letter its marks may compose with). */
+static pc_status nfc_by_runs(const char *s, size_t n, tk_bytes *out, pc_error *err) {
+    size_t done = 0, i = 0;
+    while (i < n) {
+        if ((unsigned char)s[i] < 0x80) {
+            i++;
+            continue;
+        }
+        size_t a = i, hi = 0;
+        while (i < n && (unsigned char)s[i] >= 0x80) hi |= (unsigned char)s[i++] >= 0xCC;
+        if (!hi) continue;
+        size_t start = a > done ? a - 1 : a; /* include the ASCII base character */
+        if (a == 0) start = 0;
+        PC_TRY(tk_bytes_append(out, s + done, start - done, err));
+        PC_TRY(unicode_form(UTF8PROC_STABLE | UTF8PROC_COMPOSE, s + start, i - start, out, err));
+        done = i;
+    }
+    return tk_bytes_append(out, s + done, n - done, err);
+}
+
 pc_status tk_normalize_one(const tk_normalizer *nm, const char *s, size_t n, tk_bytes *out, pcre2_match_data *md,
                            pc_error *err) {
     out->n = 0;
@@ -115,7 +138,7 @@ pc_status tk_normalize_one(const tk_normalizer *nm, const char *s, size_t n, tk_
     case TK_NORM_NFC:
         /* Code points below U+0300 are NFC-stable and never compose with each other. */
         if (all_below(s, n, 0xCC)) return tk_bytes_append(out, s, n, err);
-        return unicode_form(UTF8PROC_STABLE | UTF8PROC_COMPOSE, s, n, out, err);
+        return nfc_by_runs(s, n, out, err);
     case TK_NORM_NFKC:
         if (all_below(s, n, 0x80)) return tk_bytes_append(out, s, n, err);
         return unicode_form(UTF8PROC_STABLE | UTF8PROC_COMPOSE | UTF8PROC_COMPAT, s, n, out, err);

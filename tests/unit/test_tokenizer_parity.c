@@ -3,8 +3,8 @@
  * Moby Dick text and on tests/tokenizer/edge_cases.txt; plus decode(encode(x)) == x for the byte-level ones
  * (== NFC(x) for Qwen3, whose normalizer is NFC).
  *
- * Units fed to both sides: every corpus file cut at line ends into chunks of about 4 KB (all bytes covered,
- * newlines included; gpt-3-encoder is quadratic in the ids of one call, so whole files would take minutes),
+ * Units fed to both sides: every corpus file cut at line ends or spaces into units of about 4 KB (all bytes
+ * covered; gpt-3-encoder is quadratic in the ids of one call, so whole files would take many minutes),
  * the whole edge-case file, and each of its lines. tests/tokenizer/reference_encode.js writes the reference ids;
  * the first differing id of every tokenizer is reported with its unit and context. Needs node and the data
  * of scripts/fetch-data.sh; without them the test fails and says so. */
@@ -67,23 +67,27 @@ static char *slurp(corpus *c, const char *path, size_t *len) {
     return buf;
 }
 
-/* A corpus file in chunks of about CHUNK bytes, each ending after a '\n' (or at the end of the file). */
+/* Where to end a unit that starts at a and may run to b: after the last '\n' in (a, b], else before the last
+ * ' ' (so " word" stays whole), else at the next line end or space after b. */
+static size_t cut_point(const char *buf, size_t len, size_t a, size_t b) {
+    if (b >= len) return len;
+    for (size_t c = b; c > a; c--)
+        if (buf[c - 1] == '\n') return c;
+    for (size_t c = b; c > a + 1; c--)
+        if (buf[c - 1] == ' ') return c - 1;
+    size_t c = b;
+    while (c < len && buf[c] != ' ' && buf[c - 1] != '\n') c++;
+    return c;
+}
+
+/* A corpus file in units of about CHUNK bytes (every byte in exactly one unit). SOTU files are single lines
+ * of up to hundreds of KB, so units also end at spaces. */
 static void add_file_chunks(corpus *c, const char *path) {
     size_t len;
     char *buf = slurp(c, path, &len);
     if (!buf) return;
-    size_t a = 0;
-    while (a < len) {
-        size_t b = a + CHUNK < len ? a + CHUNK : len;
-        if (b < len) {
-            size_t cut = b;
-            while (cut > a && buf[cut - 1] != '\n') cut--;
-            if (cut == a) { /* one long line: run to its end */
-                cut = b;
-                while (cut < len && buf[cut - 1] != '\n') cut++;
-            }
-            b = cut;
-        }
+    for (size_t a = 0; a < len;) {
+        size_t b = cut_point(buf, len, a, a + CHUNK < len ? a + CHUNK : len);
         char desc[300], line[4200];
         snprintf(desc, sizeof desc, "%s bytes %zu..%zu", strrchr(path, '/') + 1, a, b);
         snprintf(line, sizeof line, "range %s %zu %zu", path, a, b);

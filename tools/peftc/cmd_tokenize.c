@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <cjson/cJSON.h>
 
@@ -16,6 +17,7 @@ static const cli_opt opts[] = {
     {"--json", OPT_FLAG, "JSON output (the default and only format)"},
     {"--decode", OPT_FLAG, "read a JSON array of ids and print the text"},
     {"--skip-special", OPT_FLAG, "with --decode: drop special tokens"},
+    {"--stats", OPT_FLAG, "print bytes, ids and the encoding time (loading excluded) on stderr"},
     {"--help", OPT_FLAG, "show this help"},
 };
 
@@ -117,7 +119,14 @@ int cmd_tokenize(int argc, char **argv) {
     } else {
         int32_t *ids = NULL;
         size_t n = 0;
-        if (pc_tokenizer_encode(tk, in, len, !cli_flag(&a, "--no-special"), &ids, &n, &err) != PC_OK) {
+        struct timespec t0, t1;
+        clock_gettime(CLOCK_MONOTONIC, &t0);
+        pc_status st = pc_tokenizer_encode(tk, in, len, !cli_flag(&a, "--no-special"), &ids, &n, &err);
+        clock_gettime(CLOCK_MONOTONIC, &t1);
+        double secs = (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec);
+        if (st == PC_OK && cli_flag(&a, "--stats"))
+            fprintf(stderr, "peftc: tokenize: %zu bytes, %zu ids, encode %.3f s (%.2f MB/s)\n", len, n, secs, (double)len / 1e6 / secs);
+        if (st != PC_OK) {
             rc = cli_report(&err);
         } else {
             rc = print_ids(ids, n);
