@@ -19,13 +19,20 @@
 /* exp(x) for softmax-style use, written so that a loop of calls vectorises (glibc's expf is a scalar call).
  * Range reduction x = n·ln2 + r, |r| ≤ ln2/2, a degree-6 polynomial for e^r (Cephes' expf coefficients)
  * and 2^n built in the exponent bits. Relative error ≤ 2e-7 for x in [−87, 88]; x < −87 (including −inf,
- * the masked scores) gives exactly 0, x > 88 saturates near FLT_MAX. */
+ * the masked scores) gives exactly 0; NaN stays NaN. Meant for x ≤ 88 (shifted scores are ≤ 0): above, the
+ * result is not specified (inf or NaN).
+ *
+ * Branch-free on purpose: a float clamp (x < −87 ? −87 : x) or a selected result made GCC put the
+ * polynomial under a condition, and since it may trap it is not if-converted — every loop calling this
+ * stayed scalar (cross-entropy was ~18 % of a training step). The clamps are on the integer n, which GCC
+ * turns into min/max, and the underflow to 0 is a bit mask. */
 static inline float pc_exp_approx(float x) {
-    float xc = x > 88.0f ? 88.0f : (x < -87.0f ? -87.0f : x);
-    float t = xc * 1.44269504088896341f;
-    int n = (int)(t + (t >= 0.0f ? 0.5f : -0.5f)); /* round to nearest */
+    float t = x * 1.44269504088896341f;
+    int n = (int)(t + __builtin_copysignf(0.5f, t)); /* round to nearest; −inf gives INT_MIN on x86 */
+    n = n < -127 ? -127 : n;
+    n = n > 127 ? 127 : n;
     float fn = (float)n;
-    float r = xc - fn * 0.693359375f + fn * 2.12194440e-4f; /* ln2 split in two for an exact product */
+    float r = x - fn * 0.693359375f + fn * 2.12194440e-4f; /* ln2 split in two for an exact product */
     float p = 1.9875691500e-4f;
     p = p * r + 1.3981999507e-3f;
     p = p * r + 8.3334519073e-3f;
@@ -34,9 +41,14 @@ static inline float pc_exp_approx(float x) {
     p = p * r + 5.0000001201e-1f;
     p = p * r * r + r + 1.0f;
     uint32_t bits = (uint32_t)(n + 127) << 23;
-    float scale;
+    float scale, e;
     memcpy(&scale, &bits, sizeof scale);
-    return x < -87.0f ? 0.0f : p * scale;
+    e = p * scale;
+    uint32_t ebits;
+    memcpy(&ebits, &e, sizeof ebits);
+    ebits &= 0u - (uint32_t)!(x < -87.0f); /* keeps NaN (comparisons with NaN are false) */
+    memcpy(&e, &ebits, sizeof e);
+    return e;
 }
 
 #endif

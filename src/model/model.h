@@ -48,6 +48,15 @@ typedef struct pc_planner {
     pc_plan_fn fn;
 } pc_planner;
 
+/* Optional wall-clock timers per phase of a training step (peftc bench). The model fills it when
+ * m->profile is set (NULL, the default, costs nothing); seconds are ADDED, so the caller zeroes it and may
+ * sum several steps. The attention phase is norm 1 + attention sublayer + residual, MLP likewise with norm 2;
+ * head is the final norm + LM head + cross-entropy. */
+enum { PC_PROF_EMBED, PC_PROF_ATTN, PC_PROF_MLP, PC_PROF_HEAD, PC_PROF_COUNT };
+typedef struct pc_step_profile {
+    double forward[PC_PROF_COUNT], backward[PC_PROF_COUNT];
+} pc_step_profile;
+
 typedef struct pc_model {
     pc_model_config cfg;
     char *dir;                  /* the directory it was loaded from (NULL when created from a config) */
@@ -65,6 +74,7 @@ typedef struct pc_model {
     pc_matmul *mm;
     float *rope_cos, *rope_sin; /* [max_positions, head_dim/2] */
     pc_model_acts *acts;
+    pc_step_profile *profile;   /* NULL unless someone (bench) wants per-phase timings; not owned */
 } pc_model;
 
 /* Load a Hugging Face model directory (config.json + model.safetensors or sharded). base_dtype AUTO keeps

@@ -6,6 +6,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "core/timer.h"
 #include "kernels/activation.h"
 #include "kernels/attention.h"
 #include "kernels/embedding.h"
@@ -53,6 +54,18 @@ static void hooks_backward(const pc_hook_list *list, pc_site *site, int phase) {
         site->state = h->state;
         h->backward(h->owner, site);
     }
+}
+
+/* ---- per-phase timers (only when m->profile is set) -------------------------------------------------- */
+
+static double prof_start(const pc_model *m) { return m->profile ? pc_time_now() : 0.0; }
+
+/* Adds the time since *t0 to a phase and restarts the clock. */
+static void prof_lap(pc_model *m, int backward, int phase, double *t0) {
+    if (!m->profile) return;
+    double now = pc_time_now();
+    (backward ? m->profile->backward : m->profile->forward)[phase] += now - *t0;
+    *t0 = now;
 }
 
 /* ---- norms ---------------------------------------------------------------------------------------- */
@@ -298,13 +311,16 @@ static void layer_forward(pc_model *m, int l, const step_shape *s) {
     pc_layer *L = &m->layers[l];
     pc_layer_acts *A = &a->layers[l];
     size_t NC = (size_t)s->N * (size_t)m->cfg.hidden;
+    double t = prof_start(m);
     norm_forward(m, A->ln1, A->ln1_mean, A->ln1_rstd, A->x_in, L->norm1_w, L->norm1_b, s->N);
     attention_sublayer_forward(m, l, s);
     add_rows(A->x_mid, A->x_in, a->sub_out, NC);
+    prof_lap(m, 0, PC_PROF_ATTN, &t);
     norm_forward(m, A->ln2, A->ln2_mean, A->ln2_rstd, A->x_mid, L->norm2_w, L->norm2_b, s->N);
     mlp_sublayer_forward(m, l, s);
     float *x_out = l + 1 < m->cfg.n_layers ? a->layers[l + 1].x_in : a->x_out;
     add_rows(x_out, A->x_mid, a->sub_out, NC);
+    prof_lap(m, 0, PC_PROF_MLP, &t);
 }
 
 /* a->d_resid holds ∂/∂(layer output) on entry and ∂/∂(layer input) on return. */
@@ -313,14 +329,17 @@ static void layer_backward(pc_model *m, int l, const step_shape *s) {
     pc_layer *L = &m->layers[l];
     pc_layer_acts *A = &a->layers[l];
     size_t NC = (size_t)s->N * (size_t)m->cfg.hidden;
+    double t = prof_start(m);
     memcpy(a->d_sub, a->d_resid, sizeof(float) * NC);
     memset(a->d_ln, 0, sizeof(float) * NC);
     mlp_sublayer_backward(m, l, s);
     norm_backward(m, a->d_resid, a->d_ln, A->x_mid, A->ln2_mean, A->ln2_rstd, L->norm2_w, L->norm2_b, s->N);
+    prof_lap(m, 1, PC_PROF_MLP, &t);
     memcpy(a->d_sub, a->d_resid, sizeof(float) * NC);
     memset(a->d_ln, 0, sizeof(float) * NC);
     attention_sublayer_backward(m, l, s);
     norm_backward(m, a->d_resid, a->d_ln, A->x_in, A->ln1_mean, A->ln1_rstd, L->norm1_w, L->norm1_b, s->N);
+    prof_lap(m, 1, PC_PROF_ATTN, &t);
 }
 
 /* Token ids, shifted targets, positions and documents for the extended sequence (virtual tokens first). */
@@ -404,15 +423,19 @@ static void embed_backward(pc_model *m, const step_shape *s) {
 }
 
 static pc_status run_forward(pc_model *m, const pc_model_batch *b, step_shape *s, pc_error *err) {
+    double t = prof_start(m);
     PC_TRY(prepare_inputs(m, b, s, err));
     struct pc_model_acts *a = m->acts;
     embed_forward(m, s);
+    prof_lap(m, 0, PC_PROF_EMBED, &t);
     for (int l = 0; l < m->cfg.n_layers; l++) layer_forward(m, l, s);
+    t = prof_start(m);
     norm_forward(m, a->lnf, a->lnf_mean, a->lnf_rstd, a->x_out, m->final_norm_w, m->final_norm_b, s->N);
     pc_site out = site_begin(PC_SITE_OUTPUT, -1, 0, s);
     out.out = a->lnf;
     out.out_dim = m->cfg.hidden;
     hooks_forward(&m->output_hooks, &out, PC_PHASE_POST);
+    prof_lap(m, 0, PC_PROF_HEAD, &t);
     return PC_OK;
 }
 
@@ -441,6 +464,8 @@ pc_status pc_model_forward_backward(pc_model *m, const pc_model_batch *b, float 
     PC_TRY(run_forward(m, b, &s, err));
     struct pc_model_acts *a = m->acts;
     size_t NC = (size_t)s.N * (size_t)m->cfg.hidden;
+    /* The head and the cross-entropy are fused (forward and backward in one pass): timed as head backward. */
+    double t = prof_start(m);
     memset(a->d_lnf, 0, sizeof(float) * NC);
     res->loss_sum = lmhead_xent(m->mm, a->d_lnf, m->lm_head->grad, a->lnf, &m->lm_head->t, a->targets, s.N,
                                 m->cfg.hidden, m->cfg.vocab_size, grad_scale, a->xent_scratch, a->xent_chunk,
@@ -452,8 +477,11 @@ pc_status pc_model_forward_backward(pc_model *m, const pc_model_batch *b, float 
     hooks_backward(&m->output_hooks, &out, PC_PHASE_POST);
     memset(a->d_resid, 0, sizeof(float) * NC);
     norm_backward(m, a->d_resid, a->d_lnf, a->x_out, a->lnf_mean, a->lnf_rstd, m->final_norm_w, m->final_norm_b, s.N);
+    prof_lap(m, 1, PC_PROF_HEAD, &t);
     for (int l = m->cfg.n_layers - 1; l >= 0; l--) layer_backward(m, l, &s);
+    t = prof_start(m);
     embed_backward(m, &s);
+    prof_lap(m, 1, PC_PROF_EMBED, &t);
     return PC_OK;
 }
 
