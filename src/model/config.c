@@ -93,6 +93,10 @@ static pc_status parse(pc_model_config *cfg, const cJSON *root, const char *file
     if (heads % kv) return pc_fail(err, PC_ERR_FORMAT, "%s: num_attention_heads %ld is not a multiple of num_key_value_heads %ld", file, heads, kv);
     if (cfg->arch->rope && hd % 2) return pc_fail(err, PC_ERR_FORMAT, "%s: head_dim %ld must be even for rotary embeddings", file, hd);
     if (!cfg->arch->rope && hd * heads != hidden) return pc_fail(err, PC_ERR_FORMAT, "%s: head_dim·heads must equal hidden_size", file);
+    /* Widths are ints downstream (q + 2·kv projections): keep their products far from overflow. */
+    if ((heads + 2 * kv) * hd > (1L << 30) || hidden > (1L << 28) || inter > (1L << 28) || layers > (1L << 20))
+        return pc_fail(err, PC_ERR_FORMAT, "%s: sizes out of range (heads·head_dim, hidden_size, intermediate_size or "
+                       "num_hidden_layers)", file);
 
     double eps = cfg->arch->norm == PC_NORM_RMS ? 1e-6 : 1e-5, theta = 10000.0;
     if (cfg->arch->norm == PC_NORM_RMS) PC_TRY(pc_json_double(root, "rms_norm_eps", 0, &eps, file, err));

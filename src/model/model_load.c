@@ -220,6 +220,35 @@ static pc_status load_from_files(pc_model *m, const pc_weight_files *wf, pc_erro
     return PC_OK;
 }
 
+/* A hostile config.json must not make peftc build tables or allocate for a model the files do not hold
+ * (num_hidden_layers 1000000 took minutes and gigabytes before failing): the last layer must exist in the files,
+ * and the parameters the config declares must fit in the files' bytes (2 bytes per element at the least). */
+static pc_status check_config_fits_files(const pc_model *m, const pc_weight_files *wf, pc_error *err) {
+    const pc_model_config *c = &m->cfg;
+    const pc_arch *a = c->arch;
+    char prefix[96], name[256];
+    snprintf(prefix, sizeof prefix, a->layer_prefix, c->n_layers - 1);
+    snprintf(name, sizeof name, "%s%s.weight", prefix, a->norm1);
+    if (!find_entry(wf, name, NULL))
+        return pc_fail(err, PC_ERR_FORMAT, "%s: config.json declares %d layers but there is no tensor '%s'", m->dir,
+                       c->n_layers, name);
+    /* A lower bound on what the files must hold: the weight matrices and the embeddings, 2 bytes each. */
+    double per_layer = 0, file_bytes = 0;
+    for (int r = 0; r < PC_LIN_COUNT; r++) {
+        if (!a->linear_names[r]) continue;
+        int in, out;
+        linear_dims(c, r, &in, &out);
+        per_layer += (double)in * out;
+    }
+    double elements = (double)c->vocab_size * c->hidden + (double)c->n_layers * per_layer;
+    if (a->pos_embed) elements += (double)c->max_positions * c->hidden;
+    for (int i = 0; i < wf->n_files; i++) file_bytes += (double)wf->files[i].map.size;
+    if (2.0 * elements > file_bytes)
+        return pc_fail(err, PC_ERR_FORMAT, "%s: config.json sizes need at least %.0f parameters but the weight files "
+                       "hold only %.0f bytes", m->dir, elements, file_bytes);
+    return PC_OK;
+}
+
 pc_status pc_model_load(pc_model **out, const char *dir, pc_base_dtype base_dtype, pc_error *err) {
     *out = NULL;
     pc_model *m = pc_calloc(1, sizeof *m);
@@ -231,6 +260,7 @@ pc_status pc_model_load(pc_model **out, const char *dir, pc_base_dtype base_dtyp
     if (st == PC_OK && pc_path_join(cfg_path, sizeof cfg_path, dir, "config.json")) st = pc_fail(err, PC_ERR_USAGE, "%s: path too long", dir);
     if (st == PC_OK && !(m->config_path = pc_strdup(cfg_path))) st = pc_fail(err, PC_ERR_NOMEM, "out of memory");
     if (st == PC_OK) st = pc_weight_files_open(&wf, dir, err);
+    if (st == PC_OK) st = check_config_fits_files(m, &wf, err);
     if (st == PC_OK) {
         /* The table is built before the dtype is known only to find the embedding's name. */
         st = build_table(m, err);

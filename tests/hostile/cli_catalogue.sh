@@ -151,6 +151,24 @@ case_ model_vocab_mismatch
 m=$(model_copy m9); json_set "$m/config.json" vocab_size 100
 expect 1 "$m" "embed_tokens" train --model "$m"
 
+# Sizes that would make peftc build tables or allocate far beyond what the files hold must fail at once.
+case_ model_layers_huge
+m=$(model_copy m18); json_set "$m/config.json" num_hidden_layers 1000000
+expect 1 "$m" "model.layers.999999.input_layernorm.weight" timeout 20 "$BIN" train --data "$DATA" --method lora \
+    --steps 1 --batch 2 --seq-len 16 --quiet --out "$OUT" --model "$m"
+
+case_ model_layers_more_than_file
+m=$(model_copy m19); json_set "$m/config.json" num_hidden_layers 3
+expect 1 "$m" "model.layers.2.input_layernorm.weight" train --model "$m"
+
+case_ model_vocab_huge
+m=$(model_copy m20); json_set "$m/config.json" vocab_size 1000000000
+expect 1 "$m" "config.json sizes" train --model "$m"
+
+case_ model_head_width_overflow
+m=$(model_copy m21); json_set "$m/config.json" num_attention_heads 1073741824; json_set "$m/config.json" num_key_value_heads 1073741824
+expect 1 "$m/config.json" "out of range" train --model "$m"
+
 case_ model_no_weights
 m=$(model_copy m10); rm "$m/model.safetensors"
 expect 1 "$m" "model.safetensors" train --model "$m"
