@@ -110,14 +110,17 @@ static void carve_all(pc_model *m, struct pc_model_acts *a, carver *cv) {
 pc_status pc_model_plan(pc_model *m, int B, int T, int training, pc_error *err) {
     struct pc_model_acts *a = m->acts;
     int Ttot = pc_model_total_len(m, T);
-    if (a && a->B >= B && a->T >= Ttot && a->T_real >= T && (a->training || !training)) return PC_OK;
-    pc_model_plan_free(m);
-    if (B <= 0 || T <= 0) return pc_fail(err, PC_ERR_USAGE, "batch shape %dx%d is empty", B, T);
     int n_prefix = 0;
     for (int l = 0; l < m->cfg.n_layers; l++) {
         int p = layer_prefix_len(&m->layers[l]);
         if (p > n_prefix) n_prefix = p;
     }
+    /* A plan is reused only while the hooks that shape it (virtual tokens, prefixes) are the same. */
+    if (a && a->B >= B && a->T_real >= T && a->T - a->T_real == Ttot - T && a->n_prefix == n_prefix &&
+        (a->training || !training))
+        return PC_OK;
+    pc_model_plan_free(m);
+    if (B <= 0 || T <= 0) return pc_fail(err, PC_ERR_USAGE, "batch shape %dx%d is empty", B, T);
     long max_pos = (long)Ttot + n_prefix;
     if (max_pos > m->cfg.max_positions)
         return pc_fail(err, PC_ERR_USAGE, "sequence of %ld positions exceeds the model's max_position_embeddings %d",

@@ -70,7 +70,8 @@ static pc_status lora_attach(pc_method *m, const cJSON *opt, pc_error *err) {
         return pc_fail(err, PC_ERR_FORMAT, "lora: fan_in_fan_out does not match the model's layer type");
     const char *bias = pc_opt_string(opt, "bias", "none");
     if (strcmp(bias, "none")) return pc_fail(err, PC_ERR_UNSUPPORTED, "lora: bias '%s' is not supported (only \"none\")", bias);
-    s->options = cJSON_Duplicate(opt ? opt : cJSON_CreateObject(), 1);
+    s->options = opt ? cJSON_Duplicate(opt, 1) : cJSON_CreateObject();
+    if (!s->options) return pc_fail(err, PC_ERR_NOMEM, "out of memory");
     cJSON *owned = NULL;
     const cJSON *targets = opt ? cJSON_GetObjectItemCaseSensitive(opt, "target_modules") : NULL;
     if (!targets || cJSON_IsNull(targets)) {
@@ -318,7 +319,10 @@ static pc_status lora_init_and_hook(pc_method *m, pc_rng *rng, pc_error *err) {
 static pc_status lora_config_json(const pc_method *m, cJSON *cfg, pc_error *err) {
     const lora_state *s = m->impl;
     const cJSON *o = s->options;
-    cJSON_AddItemToObject(cfg, "alpha_pattern", cJSON_Duplicate(cJSON_GetObjectItemCaseSensitive(o, "alpha_pattern") ?: cJSON_CreateObject(), 1));
+    /* Duplicate a given pattern, else a fresh {} (duplicating a fresh {} leaked the original). */
+    const cJSON *alpha_pattern = cJSON_GetObjectItemCaseSensitive(o, "alpha_pattern");
+    const cJSON *rank_pattern = cJSON_GetObjectItemCaseSensitive(o, "rank_pattern");
+    cJSON_AddItemToObject(cfg, "alpha_pattern", alpha_pattern ? cJSON_Duplicate(alpha_pattern, 1) : cJSON_CreateObject());
     cJSON_AddStringToObject(cfg, "bias", "none");
     cJSON_AddBoolToObject(cfg, "fan_in_fan_out", m->model->cfg.arch->conv1d);
     cJSON_AddTrueToObject(cfg, "init_lora_weights");
@@ -330,7 +334,7 @@ static pc_status lora_config_json(const pc_method *m, cJSON *cfg, pc_error *err)
     cJSON_AddNullToObject(cfg, "modules_to_save");
     cJSON_AddStringToObject(cfg, "peft_type", "LORA");
     cJSON_AddNumberToObject(cfg, "r", s->r_default);
-    cJSON_AddItemToObject(cfg, "rank_pattern", cJSON_Duplicate(cJSON_GetObjectItemCaseSensitive(o, "rank_pattern") ?: cJSON_CreateObject(), 1));
+    cJSON_AddItemToObject(cfg, "rank_pattern", rank_pattern ? cJSON_Duplicate(rank_pattern, 1) : cJSON_CreateObject());
     cJSON_AddItemToObject(cfg, "target_modules", cJSON_Duplicate(cJSON_GetObjectItemCaseSensitive(o, "target_modules"), 1));
     cJSON_AddBoolToObject(cfg, "use_dora", s->use_dora);
     cJSON_AddBoolToObject(cfg, "use_rslora", s->use_rslora);

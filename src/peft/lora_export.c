@@ -20,7 +20,7 @@ pc_status pc_adapter_merge_dir(pc_model *m, const char *adapter_dir, float weigh
     pc_method *method = NULL;
     PC_TRY(pc_method_load(&method, m, adapter_dir, err));
     pc_status st = method->ops->merge ? method->ops->merge(method, weight, err)
-                                      : pc_fail(err, PC_ERR_UNSUPPORTED, "%s: a %s adapter cannot be merged into the base",
+                                      : pc_fail(err, PC_ERR_UNSUPPORTED, "%s: '%s' adapters cannot be merged into the base weights (use it unmerged with --adapter)",
                                                 adapter_dir, method->ops->name);
     if (st != PC_OK && method->ops->merge) pc_error_prefix(err, "%s: ", adapter_dir);
     pc_method_free(method); /* detaches its hooks: the merged weights now carry it */

@@ -34,7 +34,7 @@ int cli_parse(cli_args *a, const cli_opt *spec, int n_spec, int argc, char **arg
     for (int i = 0; i < argc; i++) {
         const char *arg = argv[i];
         if (strncmp(arg, "--", 2) != 0 || arg[2] == '\0') {
-            if (a->n_positional >= 8) return cli_usage_error("%s: too many arguments", command);
+            if (a->n_positional >= CLI_MAX_POSITIONAL) return cli_usage_error("%s: too many arguments", command);
             a->positional[a->n_positional++] = arg;
             continue;
         }

@@ -28,13 +28,14 @@ typedef struct cli_opt {
     const char *help;
 } cli_opt;
 
-#define CLI_MAX_VALUES 16
+#define CLI_MAX_VALUES 64
+#define CLI_MAX_POSITIONAL 4096
 typedef struct cli_args {
     const cli_opt *spec;
     int n_spec;
     const char *values[64][CLI_MAX_VALUES]; /* per spec entry */
     int counts[64];
-    const char *positional[8];
+    const char *positional[CLI_MAX_POSITIONAL];
     int n_positional;
 } cli_args;
 

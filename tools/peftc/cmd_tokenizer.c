@@ -26,7 +26,7 @@ static int run_train(int argc, char **argv) {
         return 0;
     }
     /* Files: every --data value, plus positional arguments that follow (--data a.txt b.txt). */
-    const char *files[CLI_MAX_VALUES + 8];
+    const char *files[CLI_MAX_VALUES + CLI_MAX_POSITIONAL];
     int n_files = 0;
     for (int i = 0; i < cli_count(&a, "--data"); i++) files[n_files++] = cli_get_nth(&a, "--data", i);
     for (int i = 0; i < a.n_positional; i++) files[n_files++] = a.positional[i];
