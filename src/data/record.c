@@ -76,7 +76,7 @@ static pc_status record_from_input_ids(pc_record *rec, const cJSON *obj, pc_erro
             if (!json_int32(it, &rec->labels[i])) return pc_fail(err, PC_ERR_FORMAT, "labels[%d] is not an integer", i);
     } else {
         /* every token is its own target; the model's shift makes every token after the first a prediction */
-        memcpy(rec->labels, rec->ids, (size_t)n * sizeof *rec->ids);
+        if (n) memcpy(rec->labels, rec->ids, (size_t)n * sizeof *rec->ids); /* n = 0: no buffer yet (NULL) */
     }
     rec->n = (size_t)n;
     return PC_OK;
