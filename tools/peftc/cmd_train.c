@@ -214,6 +214,9 @@ int cmd_train(int argc, char **argv) {
         progress p = {isatty(2), cli_flag(&a, "--quiet"), 0};
         st = pc_train(s.model, s.methods, s.n_methods, &train, eval_path ? &eval : NULL, &o, on_event, &p, &res, &err);
     }
+    /* A model trained from a bare config gets the tokenizer it was trained with. */
+    if (st == PC_OK && config && !cli_get(&a, "--model") && cli_get(&a, "--tokenizer"))
+        st = cli_copy_tokenizer_files(cli_get(&a, "--tokenizer"), o.out_dir, &err);
     pc_dataset_free(&train);
     pc_dataset_free(&eval);
     cli_session_free(&s);

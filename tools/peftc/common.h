@@ -50,6 +50,9 @@ pc_status cli_method_options(const cli_args *a, cJSON **out, pc_error *err);
 pc_status cli_load_dataset(cli_session *s, const char *path, int seq_len, pc_dataset *ds, pc_error *err);
 int32_t cli_pad_id(const cli_session *s);
 void cli_session_free(cli_session *s);
+/* Copy the tokenizer files beside `tokenizer` (a file or a directory) into out_dir, so a model directory
+ * written by full training is self-contained. */
+pc_status cli_copy_tokenizer_files(const char *tokenizer, const char *out_dir, pc_error *err);
 /* Print the one JSON object of --json as the last line of stdout. */
 void cli_print_json(cJSON *obj);
 
