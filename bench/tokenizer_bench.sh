@@ -7,7 +7,7 @@
 #
 # peftc: `peftc tokenize --stats` on all SOTU text as one stdin: encode time (loading excluded), and the whole
 # process wall time (loading the tokenizer.json and printing the ids included) in the last column.
-# reference: tests/tokenizer/reference_encode.js on the same text cut into ~4 KB units at line ends, encode time
+# reference: tests/tokenizer/reference_encode.js on the same text cut into ~4 KB units (line ends, spaces), encode time
 # EXCLUDING loading (gpt-3-encoder is quadratic in the ids of one call, so small units are its best case).
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -23,7 +23,7 @@ tmp="$(mktemp -d)"
 trap 'rm -rf "$tmp"' EXIT
 cat "$sotu"/*.txt > "$tmp/sotu.txt"
 bytes=$(wc -c < "$tmp/sotu.txt")
-# ~4 KB units cut after a newline
+# ~4 KB units: cut after a newline, else before a space (SOTU speeches are single lines), as the parity test
 python3 - "$tmp/sotu.txt" > "$tmp/units.txt" <<'PY'
 import sys
 p = sys.argv[1]; d = open(p, 'rb').read(); a = 0
@@ -34,7 +34,10 @@ while a < len(d):
         while c > a and d[c - 1] != 10: c -= 1
         if c == a:
             c = b
-            while c < len(d) and d[c - 1] != 10: c += 1
+            while c > a + 1 and d[c - 1] != 32: c -= 1
+            c = c - 1 if c > a + 1 else b
+            if c == b:
+                while c < len(d) and d[c] != 32 and d[c - 1] != 10: c += 1
         b = c
     print(f"range {p} {a} {b}"); a = b
 PY

@@ -149,7 +149,21 @@ static pc_status merge_word(tk_run *r, const char *s, size_t n, pc_error *err) {
     return PC_OK;
 }
 
+static pc_status bpe_one(tk_run *r, const char *s, size_t n, pc_error *err);
+
 pc_status tk_bpe_piece(tk_run *r, const char *s, size_t n, pc_error *err) {
+    if (!r->tk->cut_at_metaspace || n < 8) return bpe_one(r, s, n, err);
+    /* cut before each "▁" that follows something other than "▁" (see cut_at_metaspace) */
+    size_t start = 0;
+    for (size_t i = 3; i + 3 <= n; i++) {
+        if (memcmp(s + i, "\xE2\x96\x81", 3) || !memcmp(s + i - 3, "\xE2\x96\x81", 3)) continue;
+        PC_TRY(bpe_one(r, s + start, i - start, err));
+        start = i;
+    }
+    return bpe_one(r, s + start, n - start, err);
+}
+
+static pc_status bpe_one(tk_run *r, const char *s, size_t n, pc_error *err) {
     const pc_tokenizer *tk = r->tk;
     if (n == 0) return PC_OK;
     int32_t id;

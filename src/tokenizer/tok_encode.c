@@ -142,13 +142,37 @@ static size_t apply_behavior(seg *sg, size_t n, tk_split_behavior behavior, int 
     return n;
 }
 
+/* Isolated and Removed need no look-around between segments: stream them (no segment list for a 10 MB
+ * section). ms/me are copied out before recursing, as deeper stages reuse the match data. */
+static pc_status stage_split_stream(tk_run *r, int k, const tk_pretok *pt, const char *s, size_t n, int first, pc_error *err) {
+    int keep_match = pt->behavior == TK_SPLIT_ISOLATED || pt->invert;
+    int keep_gap = pt->behavior == TK_SPLIT_ISOLATED || !pt->invert;
+    size_t pos = 0, last = 0;
+    while (pos <= n) {
+        size_t ms, me;
+        int rc = next_match(r, &pt->re, s, n, pos, &ms, &me);
+        if (rc < 0) return pc_fail(err, PC_ERR_FORMAT, "%s: pre_tokenizer regex failed with PCRE2 error %d", r->tk->path, rc);
+        if (rc == 0) break;
+        if (me == ms) {
+            if (ms >= n) break;
+            pos = ms + char_len_at(s, ms);
+            continue;
+        }
+        if (ms > last && keep_gap) PC_TRY(stage(r, k + 1, s + last, ms - last, first && last == 0, err));
+        if (keep_match) PC_TRY(stage(r, k + 1, s + ms, me - ms, first && ms == 0, err));
+        last = pos = me;
+    }
+    if (last < n && keep_gap) PC_TRY(stage(r, k + 1, s + last, n - last, first && last == 0, err));
+    return PC_OK;
+}
+
 static pc_status stage_split(tk_run *r, int k, const tk_pretok *pt, const char *s, size_t n, int first, pc_error *err) {
+    if (pt->behavior == TK_SPLIT_ISOLATED || pt->behavior == TK_SPLIT_REMOVED) return stage_split_stream(r, k, pt, s, n, first, err);
     tk_bytes *buf = &r->scratch[k];
     size_t count = 0;
     PC_TRY(find_segments(r, &pt->re, s, n, buf, &count, err));
     count = apply_behavior((seg *)buf->p, count, pt->behavior, pt->invert);
-    /* Deeper stages use other scratch buffers, but copy the list out of buf before recursing anyway:
-     * a nested Split at a later stage never touches buf, so reading it in place is safe. */
+    /* buf is this stage's own scratch: deeper stages never touch it, so it can be read while recursing */
     for (size_t i = 0; i < count; i++) {
         seg sg = ((seg *)buf->p)[i];
         if (sg.b > sg.a) PC_TRY(stage(r, k + 1, s + sg.a, sg.b - sg.a, first && sg.a == 0, err));

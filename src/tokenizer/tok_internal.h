@@ -158,6 +158,9 @@ struct pc_tokenizer {
     int byte_level;          /* model alphabet is bytes (a ByteLevel pre-tokenizer is present) */
     int32_t byte_id[256];    /* byte-level: id of each single byte; byte_fallback: id of <0xXX> */
     int byte_fallback, fuse_unk, ignore_merges;
+    /* No token has a non-"▁" character followed by "▁", so no merge crosses the start of a "▁word": long
+     * SentencePiece-style pieces (Llama 2 has no pre-tokenizer) can be cut there without changing the result. */
+    int cut_at_metaspace;
     int32_t unk_id;
     /* added tokens, bucketed by first byte, longest first */
     tk_added *added;

@@ -84,7 +84,20 @@ static pc_status index_alphabet(pc_tokenizer *tk, pc_error *err) {
             PC_TRY(tk_strmap_put(&tk->raw_vocab, raw, rn, id, err));
             if (rn == 1) tk->byte_id[(unsigned char)raw[0]] = id;
         }
-    } else if (tk->byte_fallback) {
+    } else {
+        tk->cut_at_metaspace = 1;
+        for (int32_t id = 0; id < tk->vocab_size && tk->cut_at_metaspace; id++) {
+            uint32_t n = tk->tok_len[id];
+            if (n == TK_NO_TOKEN || n < 4) continue;
+            const char *s = tk->tok_pool.p + tk->tok_off[id];
+            for (uint32_t i = 1; i + 3 <= n; i++)
+                if (!memcmp(s + i, "\xE2\x96\x81", 3) && (i < 3 || memcmp(s + i - 3, "\xE2\x96\x81", 3))) {
+                    tk->cut_at_metaspace = 0;
+                    break;
+                }
+        }
+    }
+    if (!tk->byte_level && tk->byte_fallback) {
         for (int b = 0; b < 256; b++) {
             char name[8];
             snprintf(name, sizeof name, "<0x%02X>", b);
