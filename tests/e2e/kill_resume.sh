@@ -41,7 +41,7 @@ same_adapter() { # same_adapter DIR: DIR's adapter files equal the reference's b
     cmp -s "$work/ref/adapter_model.safetensors" "$1/adapter_model.safetensors" &&
         cmp -s "$work/ref/adapter_config.json" "$1/adapter_config.json"
 }
-leftovers() { find "$1" -name '*.tmp*' | head -n 5; }
+leftovers() { find "$1" -name '*.tmp*' 2>/dev/null | head -n 5; }
 
 # The uninterrupted reference, twice (if two plain runs differed, no resume could match them).
 t0=$(date +%s.%N)
