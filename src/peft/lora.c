@@ -76,9 +76,12 @@ static pc_status lora_attach(pc_method *m, const cJSON *opt, pc_error *err) {
     const cJSON *targets = opt ? cJSON_GetObjectItemCaseSensitive(opt, "target_modules") : NULL;
     if (!targets || cJSON_IsNull(targets)) {
         targets = default_targets(m, &owned);
-        cJSON_ReplaceItemInObject(s->options, "target_modules", cJSON_Duplicate(targets, 1));
-        if (!cJSON_GetObjectItemCaseSensitive(s->options, "target_modules"))
-            cJSON_AddItemToObject(s->options, "target_modules", cJSON_Duplicate(targets, 1));
+        /* Replace a null entry or add a missing one (replacing a missing key failed and leaked the copy). */
+        cJSON *copy = cJSON_Duplicate(targets, 1);
+        if (cJSON_GetObjectItemCaseSensitive(s->options, "target_modules"))
+            cJSON_ReplaceItemInObject(s->options, "target_modules", copy);
+        else
+            cJSON_AddItemToObject(s->options, "target_modules", copy);
     }
     const cJSON *layers = opt ? cJSON_GetObjectItemCaseSensitive(opt, "layers_to_transform") : NULL;
     const cJSON *rank_pattern = opt ? cJSON_GetObjectItemCaseSensitive(opt, "rank_pattern") : NULL;
