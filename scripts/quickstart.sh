@@ -12,7 +12,7 @@ steps="${QUICKSTART_STEPS:-120}"
 scripts/install-deps.sh
 scripts/fetch-data.sh --corpora >/dev/null
 cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null
-cmake --build build -j"$jobs" >/dev/null
+cmake --build build -j"$jobs" --target peftc >/dev/null
 peftc=build/peftc
 base=models/sotu-base
 work=out/quickstart
