@@ -16,7 +16,38 @@ static pc_status method_planner(void *owner, int B, int T, pc_error *err) {
     return m->ops->plan(m, B, T, err);
 }
 
+/* Every tensor the method declared must be in the adapter file with that shape and a float dtype. Runs after
+ * attach and BEFORE the parameters are allocated: a hostile adapter_config.json (r = 3000000,
+ * num_virtual_tokens = 50000000) made peftc allocate and zero gigabytes before the shapes were compared. */
+static pc_status check_declared(const pc_method *m, const pc_safetensors *st, const char *file, pc_error *err) {
+    for (int i = 0; i < m->params.n_views; i++) {
+        const pc_param_view *v = &m->params.views[i];
+        const pc_st_entry *e = pc_safetensors_find(st, v->name);
+        if (!e)
+            return pc_fail(err, PC_ERR_FORMAT, "%s: missing tensor '%s' (is this adapter for another model?)", file,
+                           v->name);
+        int same = e->ndim == v->ndim;
+        for (int d = 0; same && d < v->ndim; d++) same = e->shape[d] == v->shape[d];
+        if (!same) {
+            char want[64] = "", got[64] = "";
+            for (int d = 0; d < v->ndim; d++)
+                snprintf(want + strlen(want), sizeof want - strlen(want), "%s%lld", d ? "," : "", (long long)v->shape[d]);
+            for (int d = 0; d < e->ndim; d++)
+                snprintf(got + strlen(got), sizeof got - strlen(got), "%s%lld", d ? "," : "", (long long)e->shape[d]);
+            return pc_fail(err, PC_ERR_FORMAT, "%s: tensor '%s': shape [%s], the model needs [%s]", file, v->name, got,
+                           want);
+        }
+        if (e->dtype != PC_F32 && e->dtype != PC_F16 && e->dtype != PC_BF16)
+            return pc_fail(err, PC_ERR_FORMAT, "%s: tensor '%s': dtype %s is not a float type", file, v->name,
+                           pc_dtype_name(e->dtype));
+    }
+    return PC_OK;
+}
+
+/* Attach, (when loading) check the declared tensors against the file, allocate, register the planner.
+ * options_file: where the options came from (NULL: the command line), for messages and exit codes. */
 static pc_status method_new(pc_method **out, const pc_method_ops *ops, pc_model *model, const cJSON *options,
+                            const char *options_file, const pc_safetensors *tensors, const char *tensors_file,
                             pc_error *err) {
     pc_method *m = pc_calloc(1, sizeof *m);
     if (!m) return pc_fail(err, PC_ERR_NOMEM, "out of memory");
@@ -24,6 +55,12 @@ static pc_status method_new(pc_method **out, const pc_method_ops *ops, pc_model 
     m->model = model;
     pc_params_init(&m->params);
     pc_status st = ops->attach(m, options, err);
+    if (st != PC_OK && options_file) {
+        pc_error_prefix(err, "%s: ", options_file);
+        /* The options came from a file: a bad value there is a bad file (exit 1), not a bad command line (2). */
+        if (st == PC_ERR_USAGE && err) st = err->status = PC_ERR_FORMAT;
+    }
+    if (st == PC_OK && tensors) st = check_declared(m, tensors, tensors_file, err);
     if (st == PC_OK) st = pc_params_alloc(&m->params, err);
     if (st == PC_OK && ops->plan) st = pc_model_add_planner(model, m, method_planner, err);
     if (st != PC_OK) {
@@ -38,7 +75,7 @@ pc_status pc_method_create(pc_method **out, const pc_method_ops *ops, pc_model *
                            pc_rng *rng, pc_error *err) {
     *out = NULL;
     pc_method *m;
-    PC_TRY(method_new(&m, ops, model, options, err));
+    PC_TRY(method_new(&m, ops, model, options, NULL, NULL, NULL, err));
     pc_status st = ops->init ? ops->init(m, rng, err) : PC_OK;
     if (st != PC_OK) {
         pc_method_free(m);
@@ -48,44 +85,19 @@ pc_status pc_method_create(pc_method **out, const pc_method_ops *ops, pc_model *
     return PC_OK;
 }
 
-static pc_status load_tensors(pc_method *m, const char *file, pc_error *err) {
-    pc_safetensors st;
-    PC_TRY(pc_safetensors_open(&st, file, err));
-    pc_status status = PC_OK;
-    for (int i = 0; i < m->params.n_views && status == PC_OK; i++) {
+/* Values from the file (shapes and dtypes were checked by check_declared); then refuse tensors the method
+ * does not know: the file belongs to something else. */
+static pc_status load_tensors(pc_method *m, const pc_safetensors *st, const char *file, pc_error *err) {
+    for (int i = 0; i < m->params.n_views; i++) {
         const pc_param_view *v = &m->params.views[i];
-        const pc_st_entry *e = pc_safetensors_find(&st, v->name);
-        if (!e) {
-            status = pc_fail(err, PC_ERR_FORMAT, "%s: missing tensor '%s' (is this adapter for another model?)", file,
-                             v->name);
-            break;
-        }
-        int same = e->ndim == v->ndim;
-        for (int d = 0; same && d < v->ndim; d++) same = e->shape[d] == v->shape[d];
-        if (!same) {
-            char want[64] = "", got[64] = "";
-            for (int d = 0; d < v->ndim; d++)
-                snprintf(want + strlen(want), sizeof want - strlen(want), "%s%lld", d ? "," : "", (long long)v->shape[d]);
-            for (int d = 0; d < e->ndim; d++)
-                snprintf(got + strlen(got), sizeof got - strlen(got), "%s%lld", d ? "," : "", (long long)e->shape[d]);
-            status = pc_fail(err, PC_ERR_FORMAT, "%s: tensor '%s': shape [%s], the model needs [%s]", file, v->name, got,
-                             want);
-            break;
-        }
-        if (e->dtype != PC_F32 && e->dtype != PC_F16 && e->dtype != PC_BF16) {
-            status = pc_fail(err, PC_ERR_FORMAT, "%s: tensor '%s': dtype %s is not a float type", file, v->name,
-                             pc_dtype_name(e->dtype));
-            break;
-        }
+        const pc_st_entry *e = pc_safetensors_find(st, v->name);
         pc_convert_to_f32(pc_params_data(&m->params, i), e->data, e->dtype, v->count);
     }
-    /* Tensors the method does not know mean the file belongs to something else: refuse rather than ignore. */
-    for (int i = 0; i < st.count && status == PC_OK; i++)
-        if (pc_params_find(&m->params, st.entries[i].name) < 0)
-            status = pc_fail(err, PC_ERR_FORMAT, "%s: tensor '%s' does not belong to this %s adapter on this model", file,
-                             st.entries[i].name, m->ops->name);
-    pc_safetensors_close(&st);
-    return status;
+    for (int i = 0; i < st->count; i++)
+        if (pc_params_find(&m->params, st->entries[i].name) < 0)
+            return pc_fail(err, PC_ERR_FORMAT, "%s: tensor '%s' does not belong to this %s adapter on this model", file,
+                           st->entries[i].name, m->ops->name);
+    return PC_OK;
 }
 
 pc_status pc_method_load(pc_method **out, pc_model *model, const char *dir, pc_error *err) {
@@ -104,14 +116,13 @@ pc_status pc_method_load(pc_method **out, pc_model *model, const char *dir, pc_e
         st = pc_fail(err, PC_ERR_UNSUPPORTED, "%s: peft_type '%s' is not supported (supported: %s)", cfg_path, type,
                      pc_method_names());
     pc_method *m = NULL;
-    if (st == PC_OK) {
-        st = method_new(&m, ops, model, cfg, err);
-        if (st != PC_OK) pc_error_prefix(err, "%s: ", cfg_path);
-        /* The options came from a file: a bad value there is a bad file (exit 1), not a bad command line (2). */
-        if (st == PC_ERR_USAGE && err) st = err->status = PC_ERR_FORMAT;
-    }
+    pc_safetensors tensors;
+    int tensors_open = 0;
+    if (st == PC_OK) tensors_open = (st = pc_safetensors_open(&tensors, st_path, err)) == PC_OK;
+    if (st == PC_OK) st = method_new(&m, ops, model, cfg, cfg_path, &tensors, st_path, err);
     cJSON_Delete(cfg);
-    if (st == PC_OK) st = load_tensors(m, st_path, err);
+    if (st == PC_OK) st = load_tensors(m, &tensors, st_path, err);
+    if (tensors_open) pc_safetensors_close(&tensors);
     if (st == PC_OK && ops->after_load) st = ops->after_load(m, err);
     if (st != PC_OK) {
         pc_method_free(m);

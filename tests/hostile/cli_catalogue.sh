@@ -257,6 +257,15 @@ case_ adapter_tensor_name_with_newline
 a=$(adapter_copy a13); $EDIT "$a/adapter_model.safetensors" add "$(printf 'base_model.evil\nname')"
 expect 1 "$a/adapter_model.safetensors" "base_model.evil?name" eval_with "$a"
 
+# Declared sizes are checked against the file before anything is allocated (these took minutes and 8-19 GB).
+case_ adapter_rank_huge
+a=$(adapter_copy a14); json_set "$a/adapter_config.json" r 3000000
+expect 1 "$a/adapter_model.safetensors" "needs [3000000,48]" timeout 30 "$BIN" eval --model "$MODEL" --data "$DATA" --adapter "$a"
+
+case_ adapter_virtual_tokens_huge
+a="$work/a15"; rm -rf "$a"; cp -r "$G/prompt_tuning_llama/adapter" "$a"; json_set "$a/adapter_config.json" num_virtual_tokens 50000000
+expect 1 "$a/adapter_model.safetensors" "needs [50000000,48]" timeout 30 "$BIN" eval --model "$MODEL" --data "$DATA" --adapter "$a"
+
 case_ adapter_init_truncated
 a=$(adapter_copy a12); $EDIT "$a/adapter_model.safetensors" truncate 0.5
 expect 1 "$a/adapter_model.safetensors" "" train --model "$MODEL" --init-adapter "$a"
