@@ -94,6 +94,17 @@ static pc_status prompt_ids(const cli_session *s, const cli_args *a, int32_t **i
                        cli_get(a, "--model"));
     size_t count = 0;
     PC_TRY(pc_tokenizer_encode(s->tokenizer, text, strlen(text), 1, ids, &count, err));
+    /* A tokenizer that appends EOS (add_eos_token) would end the prompt as a finished document: a prompt
+     * is to be continued, so an EOS the post-processor added is dropped (one the user typed stays). */
+    int32_t eos = pc_tokenizer_eos_id(s->tokenizer);
+    if (count > 1 && eos >= 0 && (*ids)[count - 1] == eos) {
+        int32_t *plain = NULL;
+        size_t plain_n = 0;
+        PC_TRY(pc_tokenizer_encode(s->tokenizer, text, strlen(text), 0, &plain, &plain_n, err));
+        int typed = plain_n > 0 && plain[plain_n - 1] == eos;
+        pc_free(plain);
+        if (!typed) count--;
+    }
     if (count == 0) return pc_fail(err, PC_ERR_USAGE, "generate: the prompt has no tokens");
     for (size_t i = 0; i < count; i++)
         if ((*ids)[i] >= s->model->cfg.vocab_size)
