@@ -11,8 +11,11 @@ steps="${QUICKSTART_STEPS:-120}"
 
 scripts/install-deps.sh
 scripts/fetch-data.sh --corpora >/dev/null
-cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null
-cmake --build build -j"$jobs" --target peftc >/dev/null
+mkdir -p out
+if ! { cmake -S . -B build -DCMAKE_BUILD_TYPE=Release && cmake --build build -j"$jobs" --target peftc; } >out/build.log 2>&1; then
+    cat out/build.log >&2
+    exit 1
+fi
 peftc=build/peftc
 base=models/sotu-base
 work=out/quickstart
