@@ -59,6 +59,7 @@ cat > "$OUT/configs/qwen2.5-0.5b.json" <<'EOF'
 EOF
 
 # ---- the grid: model shape method ------------------------------------------------------------------------
+# GRID_OVERRIDE="model shape kind ..." in the environment replaces the mode's grid.
 case "$MODE" in
 --quick) GRID="smollm2-135m 4x256 all" ;;
 --full)
@@ -73,6 +74,7 @@ default)
           qwen2.5-0.5b 4x256 all  qwen2.5-0.5b 4x256 qv" ;;
 *) echo "usage: bench/run.sh [--quick|--full]" >&2; exit 2 ;;
 esac
+GRID="${GRID_OVERRIDE:-$GRID}"
 
 peftc_targets() { # model kind → --target-modules value
     case "$1:$2" in

@@ -20,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 
 #include "common.h"
 #include "core/alloc.h"
@@ -50,6 +51,8 @@ typedef struct bench_flops {
 typedef struct bench_result {
     double step_median, step_min, step_max, tokens_per_s, peak_rss_mb, gflops_per_s, flops_per_step;
     double optimizer_s;            /* mean per step */
+    double cpu_s;                  /* user + system CPU time per timed step (all threads): on a machine shared
+                                    * with other work, cpu_s / step time shows how much of the cores the step got */
     pc_step_profile phases;        /* mean per step */
     bench_flops flops;
 } bench_result;
@@ -78,6 +81,13 @@ static bench_flops count_flops(pc_model *m, const pc_method *method, int T) {
     double t_eff = (T_total + 1) / 2.0 + prefix;
     f.attention = 12.0 * t_eff * (double)c->n_heads * c->head_dim * c->n_layers;
     return f;
+}
+
+static double cpu_seconds(void) {
+    struct rusage ru;
+    if (getrusage(RUSAGE_SELF, &ru) != 0) return 0.0;
+    return (double)ru.ru_utime.tv_sec + 1e-6 * ru.ru_utime.tv_usec + (double)ru.ru_stime.tv_sec +
+           1e-6 * ru.ru_stime.tv_usec;
 }
 
 static int compare_double(const void *a, const void *b) {
@@ -124,13 +134,14 @@ static pc_status run_bench(pc_model *m, pc_method *method, const bench_setup *bs
     pc_rng_seed(&rng, bs->seed ^ 0xbe7c4ull);
     pc_model_batch mb = {bs->B, bs->T, ids, ids, NULL, NULL};
     pc_step_profile prof;
-    double optim_s = 0.0;
+    double optim_s = 0.0, cpu0 = 0.0;
     for (int i = 0; st == PC_OK && i < bs->warmup + bs->steps; i++) {
         int timed = i >= bs->warmup;
         if (i == bs->warmup) {
             memset(&prof, 0, sizeof prof);
             optim_s = 0.0;
             m->profile = &prof;
+            cpu0 = cpu_seconds();
         }
         random_batch(ids, (long)n, m->cfg.vocab_size, &rng);
         double t0 = pc_time_now();
@@ -139,6 +150,7 @@ static pc_status run_bench(pc_model *m, pc_method *method, const bench_setup *bs
     }
     m->profile = NULL;
     if (st == PC_OK) {
+        r->cpu_s = (cpu_seconds() - cpu0) / bs->steps;
         qsort(times, (size_t)bs->steps, sizeof *times, compare_double);
         int k = bs->steps;
         r->step_median = k % 2 ? times[k / 2] : 0.5 * (times[k / 2 - 1] + times[k / 2]);
@@ -175,6 +187,8 @@ static void print_text(const pc_model *m, const pc_method *method, const bench_s
            bs->steps);
     printf("step      median %.3f s (min %.3f, max %.3f)\n", r->step_median, r->step_min, r->step_max);
     printf("tokens/s  %.1f\n", r->tokens_per_s);
+    printf("CPU       %.3f s per step over all threads (%.2f cores busy on average)\n", r->cpu_s,
+           r->cpu_s / r->step_median);
     printf("peak RSS  %.1f MB\n", r->peak_rss_mb);
     printf("FLOPs     %.2f GFLOP per step = tokens x (frozen %.1fM + trainable base %.1fM + method %.1fM + attention "
            "%.1fM)\n",
@@ -201,6 +215,7 @@ static void print_json(const pc_model *m, const pc_method *method, const bench_s
     cJSON_AddNumberToObject(j, "flops_per_step", r->flops_per_step);
     cJSON_AddNumberToObject(j, "step_s_min", r->step_min);
     cJSON_AddNumberToObject(j, "step_s_max", r->step_max);
+    cJSON_AddNumberToObject(j, "cpu_s_per_step", r->cpu_s);
     cJSON_AddNumberToObject(j, "batch", bs->B);
     cJSON_AddNumberToObject(j, "seq_len", bs->T);
     cJSON_AddNumberToObject(j, "steps", bs->steps);
