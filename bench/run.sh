@@ -10,7 +10,10 @@
 #
 # Environment: PEFTC_BIN (default build/peftc), PYTHON (default /usr/bin/python3), THREADS (2),
 # PEFTC_STEPS / TORCH_STEPS (timed steps; warm-up is 1 step each), OUT (default /tmp/peftc-bench),
-# TORCH_BLAS_DIR (a directory with an optimised libblas.so.3 for the PyTorch process, see below).
+# TORCH_BLAS_DIR (a directory with an optimised libblas.so.3 for the PyTorch process, see below),
+# OMP_WAIT_POLICY (passive unless set: both sides use libgomp, and on a machine shared with other jobs spinning
+# threads waste the cores — measured here: a peftc step took 2.9x longer with active waiting under load 7),
+# COMMIT (the label printed for the peftc build; default: the checkout's HEAD).
 #
 # The PyTorch baseline and BLAS: Debian's python3-torch does its fp32 matrix products through the system
 # libblas.so.3 (torch.__config__ says BLAS_INFO=generic). With only libblas3 installed that is the reference
@@ -33,6 +36,7 @@ MODE="${1:-default}"
 if [ -z "${TORCH_BLAS_DIR:-}" ] && [ -e /usr/lib/x86_64-linux-gnu/openblas-pthread/libblas.so.3 ]; then
     TORCH_BLAS_DIR=/usr/lib/x86_64-linux-gnu/openblas-pthread
 fi
+export OMP_WAIT_POLICY="${OMP_WAIT_POLICY:-passive}"
 TORCH_ENV=(env OPENBLAS_NUM_THREADS="$THREADS" OMP_NUM_THREADS="$THREADS")
 [ -n "${TORCH_BLAS_DIR:-}" ] && TORCH_ENV+=(LD_LIBRARY_PATH="$TORCH_BLAS_DIR${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}")
 [ -x "$PEFTC_BIN" ] || { echo "run.sh: no peftc binary at $PEFTC_BIN (set PEFTC_BIN)" >&2; exit 2; }
@@ -86,9 +90,9 @@ peftc_targets() { # model kind → --target-modules value
 
 json_field() { "$PYTHON" -c 'import json,sys; print(json.loads(sys.stdin.read().strip().splitlines()[-1])[sys.argv[1]])' "$1"; }
 
-echo "# $(date -u '+%Y-%m-%d %H:%M UTC'), commit $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)," \
+echo "# $(date -u '+%Y-%m-%d %H:%M UTC'), commit ${COMMIT:-$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)}," \
      "$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//'), $(nproc) cores, threads $THREADS," \
-     "load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
+     "OMP_WAIT_POLICY=$OMP_WAIT_POLICY, load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "# torch $("$PYTHON" -c 'import torch; print(torch.__version__)') on BLAS" \
      "$("${TORCH_ENV[@]}" "$PYTHON" -c 'import sys; sys.path.insert(0, sys.argv[1]); import torch, torch_lora_step as t; print(t.blas_in_use())' "$HERE")," \
      "peftc $("$PEFTC_BIN" --version | cut -d' ' -f2)"
