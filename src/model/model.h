@@ -97,6 +97,8 @@ pc_linear *pc_model_linear_at(pc_model *m, int i);
 /* Hooks. */
 pc_status pc_hook_add(pc_hook_list *list, const pc_hook *hook, pc_error *err);
 void pc_hook_list_clear(pc_hook_list *list);
+/* Remove every hook of `owner` from every site (a method being freed). */
+void pc_model_remove_hooks(pc_model *m, void *owner);
 void pc_model_clear_hooks(pc_model *m);
 
 pc_status pc_model_add_planner(pc_model *m, void *owner, pc_plan_fn fn, pc_error *err);

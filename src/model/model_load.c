@@ -396,6 +396,26 @@ void pc_hook_list_clear(pc_hook_list *list) {
     memset(list, 0, sizeof *list);
 }
 
+static void hook_list_remove_owner(pc_hook_list *list, void *owner) {
+    int kept = 0;
+    for (int i = 0; i < list->count; i++)
+        if (list->hooks[i].owner != owner) list->hooks[kept++] = list->hooks[i];
+    list->count = kept;
+}
+
+void pc_model_remove_hooks(pc_model *m, void *owner) {
+    for (int l = 0; l < m->cfg.n_layers; l++) {
+        pc_layer *L = &m->layers[l];
+        for (int r = 0; r < PC_LIN_COUNT; r++) hook_list_remove_owner(&L->lin[r].hooks, owner);
+        hook_list_remove_owner(&L->attn_kv, owner);
+        hook_list_remove_owner(&L->head_out, owner);
+        hook_list_remove_owner(&L->sublayer[0], owner);
+        hook_list_remove_owner(&L->sublayer[1], owner);
+    }
+    hook_list_remove_owner(&m->input_hooks, owner);
+    hook_list_remove_owner(&m->output_hooks, owner);
+}
+
 void pc_model_clear_hooks(pc_model *m) {
     for (int l = 0; l < m->cfg.n_layers; l++) {
         pc_layer *L = &m->layers[l];

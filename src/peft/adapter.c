@@ -216,15 +216,6 @@ static pc_status adapter_config_json(const pc_method *m, cJSON *cfg, pc_error *e
 static void adapter_destroy(pc_method *m) {
     adapter_state *s = m->impl;
     if (!s) return;
-    for (int i = 0; i < s->n_sites; i++) {
-        pc_hook_list *hooks = &m->model->layers[s->sites[i].layer].sublayer[s->sites[i].sublayer];
-        for (int k = 0; k < hooks->count; k++)
-            if (hooks->hooks[k].owner == m) {
-                memmove(&hooks->hooks[k], &hooks->hooks[k + 1], sizeof(pc_hook) * (size_t)(hooks->count - k - 1));
-                hooks->count--;
-                k--;
-            }
-    }
     pc_free(s->sites);
     pc_free(s->arena);
     pc_free(s);

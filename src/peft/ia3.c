@@ -248,15 +248,6 @@ static pc_status ia3_unmerge(pc_method *m, float weight, pc_error *err) { return
 static void ia3_destroy(pc_method *m) {
     ia3_state *s = m->impl;
     if (!s) return;
-    for (int i = 0; i < s->n_targets; i++) {
-        pc_hook_list *hooks = &s->targets[i].lin->hooks;
-        for (int k = 0; k < hooks->count; k++)
-            if (hooks->hooks[k].owner == m) {
-                memmove(&hooks->hooks[k], &hooks->hooks[k + 1], sizeof(pc_hook) * (size_t)(hooks->count - k - 1));
-                hooks->count--;
-                k--;
-            }
-    }
     cJSON_Delete(s->target_modules);
     cJSON_Delete(s->feedforward_modules);
     pc_free(s->targets);

@@ -409,15 +409,6 @@ static pc_status lora_unmerge(pc_method *m, float weight, pc_error *err) { retur
 static void lora_destroy(pc_method *m) {
     lora_state *s = m->impl;
     if (!s) return;
-    for (int i = 0; i < s->n_targets; i++) {
-        pc_hook_list *hooks = &s->targets[i].lin->hooks;
-        for (int k = 0; k < hooks->count; k++)
-            if (hooks->hooks[k].owner == m) {
-                memmove(&hooks->hooks[k], &hooks->hooks[k + 1], sizeof(pc_hook) * (size_t)(hooks->count - k - 1));
-                hooks->count--;
-                k--;
-            }
-    }
     cJSON_Delete(s->options);
     for (int i = 0; i < s->n_targets; i++) pc_free(s->targets[i].merged_g);
     pc_free(s->targets);

@@ -186,6 +186,7 @@ pc_status pc_method_plan(pc_method *m, int B, int T, pc_error *err) {
 void pc_method_free(pc_method *m) {
     if (!m) return;
     pc_model_remove_planner(m->model, m);
+    pc_model_remove_hooks(m->model, m); /* whatever sites it claimed: methods need not undo their hooks */
     if (m->ops->destroy) m->ops->destroy(m);
     pc_params_free(&m->params);
     pc_free(m);

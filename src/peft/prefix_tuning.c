@@ -230,15 +230,6 @@ static pc_status prefix_save(const pc_method *m, const char *dir, pc_error *err)
 static void prefix_destroy(pc_method *m) {
     prefix_state *s = m->impl;
     if (!s) return;
-    for (int l = 0; l < s->L; l++) {
-        pc_hook_list *hooks = &m->model->layers[l].attn_kv;
-        for (int k = 0; k < hooks->count; k++)
-            if (hooks->hooks[k].owner == m) {
-                memmove(&hooks->hooks[k], &hooks->hooks[k + 1], sizeof(pc_hook) * (size_t)(hooks->count - k - 1));
-                hooks->count--;
-                k--;
-            }
-    }
     pc_free(s->buf);
     pc_free(s->layer_ids);
     pc_free(s);

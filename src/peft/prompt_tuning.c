@@ -186,13 +186,6 @@ static pc_status prompt_config_json(const pc_method *m, cJSON *cfg, pc_error *er
 static void prompt_destroy(pc_method *m) {
     prompt_state *s = m->impl;
     if (!s) return;
-    pc_hook_list *hooks = &m->model->input_hooks;
-    for (int k = 0; k < hooks->count; k++)
-        if (hooks->hooks[k].owner == m) {
-            memmove(&hooks->hooks[k], &hooks->hooks[k + 1], sizeof(pc_hook) * (size_t)(hooks->count - k - 1));
-            hooks->count--;
-            k--;
-        }
     pc_free(s->init_text);
     pc_free(s->tokenizer_path);
     pc_free(s);
