@@ -2,12 +2,11 @@
  * how peftc trains a small model from scratch. The result is a model directory, not an adapter. */
 #include <string.h>
 
-#include "peft/method.h"
-
 #include "core/alloc.h"
+#include "peft/param_site.h"
 
 typedef struct full_state {
-    int *index;       /* parameter index per model tensor */
+    pc_param_set set;
     pc_dtype save_dtype;
 } full_state;
 
@@ -22,12 +21,8 @@ static pc_status full_attach(pc_method *m, const cJSON *opt, pc_error *err) {
     else if (dt && !strcmp(dt, "bf16")) s->save_dtype = PC_BF16;
     else if (dt && !strcmp(dt, "f16")) s->save_dtype = PC_F16;
     else if (dt) return pc_fail(err, PC_ERR_USAGE, "full: save_dtype '%s' is not fp32, bf16 or f16", dt);
-    s->index = pc_calloc((size_t)m->model->n_params, sizeof *s->index);
-    if (!s->index) return pc_fail(err, PC_ERR_NOMEM, "out of memory");
-    for (int i = 0; i < m->model->n_params; i++) {
-        const pc_param *p = &m->model->params[i];
-        PC_TRY(pc_params_declare(&m->params, p->name, p->t.ndim, p->t.shape, &s->index[i], err));
-    }
+    for (int i = 0; i < m->model->n_params; i++)
+        PC_TRY(pc_param_set_add(m, &s->set, &m->model->params[i], m->model->params[i].name, err));
     return PC_OK;
 }
 
@@ -35,13 +30,7 @@ static pc_status full_attach(pc_method *m, const cJSON *opt, pc_error *err) {
 static pc_status full_init(pc_method *m, pc_rng *rng, pc_error *err) {
     (void)rng;
     (void)err;
-    full_state *s = m->impl;
-    for (int i = 0; i < m->model->n_params; i++) {
-        pc_param *p = &m->model->params[i];
-        float *data = pc_params_data(&m->params, s->index[i]);
-        pc_convert_to_f32(data, p->t.data, p->t.dtype, (size_t)pc_tensor_numel(&p->t));
-        pc_model_param_make_trainable(p, data, pc_params_grad(&m->params, s->index[i]));
-    }
+    pc_param_set_init_from_base(m, &((full_state *)m->impl)->set);
     return PC_OK;
 }
 
@@ -53,8 +42,7 @@ static pc_status full_save(const pc_method *m, const char *dir, pc_error *err) {
 static void full_destroy(pc_method *m) {
     full_state *s = m->impl;
     if (!s) return;
-    for (int i = 0; i < m->model->n_params; i++) pc_model_param_restore(&m->model->params[i]);
-    pc_free(s->index);
+    pc_param_set_release(m, &s->set);
     pc_free(s);
     m->impl = NULL;
 }

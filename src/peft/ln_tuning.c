@@ -10,16 +10,10 @@
 #include <string.h>
 
 #include "core/alloc.h"
-#include "peft/method.h"
-
-typedef struct ln_target {
-    pc_param *param;
-    int index;
-} ln_target;
+#include "peft/param_site.h"
 
 typedef struct ln_state {
-    int n_targets;
-    ln_target targets[]; /* n_targets used */
+    pc_param_set set;
 } ln_state;
 
 /* Every norm tensor of the model, in layer order, final norm last. */
@@ -48,7 +42,7 @@ static const char *split_leaf(const char *name, char *module, size_t cap) {
 static pc_status ln_attach(pc_method *m, const cJSON *opt, pc_error *err) {
     int max = 4 * m->model->cfg.n_layers + 2;
     pc_param **norms = pc_calloc((size_t)max, sizeof *norms);
-    ln_state *s = pc_calloc(1, sizeof *s + sizeof(ln_target) * (size_t)max);
+    ln_state *s = pc_calloc(1, sizeof *s);
     if (!norms || !s) {
         pc_free(norms);
         pc_free(s);
@@ -63,49 +57,36 @@ static pc_status ln_attach(pc_method *m, const cJSON *opt, pc_error *err) {
         char module[160], key[256];
         const char *leaf = split_leaf(norms[i]->name, module, sizeof module);
         if (targets && !pc_target_matches(targets, module)) continue;
-        if (norms[i]->grad) {
-            st = pc_fail(err, PC_ERR_USAGE, "ln-tuning: '%s' is already trained by another method", norms[i]->name);
-            break;
-        }
-        ln_target *t = &s->targets[s->n_targets++];
-        t->param = norms[i];
         snprintf(key, sizeof key, "ln_tuning_layers.%s", leaf);
         char peft[256];
         pc_peft_key(peft, sizeof peft, module, key);
-        st = pc_params_declare(&m->params, peft, norms[i]->t.ndim, norms[i]->t.shape, &t->index, err);
+        st = pc_param_set_add(m, &s->set, norms[i], peft, err);
     }
     pc_free(norms);
-    if (st == PC_OK && s->n_targets == 0) st = pc_fail(err, PC_ERR_USAGE, "ln-tuning: target_modules matched no norm of this model");
+    if (st == PC_OK && s->set.count == 0) st = pc_fail(err, PC_ERR_USAGE, "ln-tuning: target_modules matched no norm of this model");
     return st;
 }
 
-/* The model now reads (and differentiates) the method's fp32 copies. */
-static pc_status ln_make_trainable(pc_method *m, pc_error *err) {
-    ln_state *s = m->impl;
-    for (int i = 0; i < s->n_targets; i++)
-        pc_model_param_make_trainable(s->targets[i].param, pc_params_data(&m->params, s->targets[i].index),
-                                      pc_params_grad(&m->params, s->targets[i].index));
+static pc_status ln_after_load(pc_method *m, pc_error *err) {
     (void)err;
+    pc_param_set_make_trainable(m, &((ln_state *)m->impl)->set);
     return PC_OK;
 }
 
 static pc_status ln_init(pc_method *m, pc_rng *rng, pc_error *err) {
     (void)rng;
-    ln_state *s = m->impl;
-    for (int i = 0; i < s->n_targets; i++) {
-        const pc_tensor *t = &s->targets[i].param->t;
-        pc_convert_to_f32(pc_params_data(&m->params, s->targets[i].index), t->data, t->dtype, (size_t)pc_tensor_numel(t));
-    }
-    return ln_make_trainable(m, err);
+    (void)err;
+    pc_param_set_init_from_base(m, &((ln_state *)m->impl)->set);
+    return PC_OK;
 }
 
 static pc_status ln_config_json(const pc_method *m, cJSON *cfg, pc_error *err) {
     const ln_state *s = m->impl;
     /* The norm modules by their last name component (PEFT's own default lists look like this). */
     cJSON *targets = cJSON_CreateArray();
-    for (int i = 0; i < s->n_targets; i++) {
+    for (int i = 0; i < s->set.count; i++) {
         char module[160];
-        split_leaf(s->targets[i].param->name, module, sizeof module);
+        split_leaf(s->set.targets[i].param->name, module, sizeof module);
         const char *leaf = strrchr(module, '.') ? strrchr(module, '.') + 1 : module;
         int seen = 0;
         const cJSON *e;
@@ -120,30 +101,14 @@ static pc_status ln_config_json(const pc_method *m, cJSON *cfg, pc_error *err) {
     return PC_OK;
 }
 
-/* base ← base + w·(tuned − base), into the frozen tensor the model returns to when the method is freed. */
 static pc_status ln_merge(pc_method *m, float weight, pc_error *err) {
-    ln_state *s = m->impl;
-    for (int i = 0; i < s->n_targets; i++) {
-        pc_param *p = s->targets[i].param;
-        pc_tensor *base = p->frozen.data ? &p->frozen : &p->t;
-        size_t n = (size_t)pc_tensor_numel(base);
-        float *b = pc_malloc(n * sizeof(float));
-        if (!b) return pc_fail(err, PC_ERR_NOMEM, "out of memory merging '%s'", p->name);
-        pc_convert_to_f32(b, base->data, base->dtype, n);
-        const float *tuned = pc_params_data(&m->params, s->targets[i].index);
-        for (size_t k = 0; k < n; k++) b[k] += weight * (tuned[k] - b[k]);
-        pc_convert_from_f32(base->data, base->dtype, b, n);
-        pc_free(b);
-    }
-    return PC_OK;
+    return pc_param_set_merge(m, &((ln_state *)m->impl)->set, weight, err);
 }
 
 static void ln_destroy(pc_method *m) {
     ln_state *s = m->impl;
     if (!s) return;
-    for (int i = 0; i < s->n_targets; i++)
-        if (m->params.grad && s->targets[i].param->grad == pc_params_grad(&m->params, s->targets[i].index))
-            pc_model_param_restore(s->targets[i].param); /* only what this method made trainable */
+    pc_param_set_release(m, &s->set);
     pc_free(s);
     m->impl = NULL;
 }
@@ -153,7 +118,7 @@ const pc_method_ops pc_ln_tuning_ops = {
     .peft_type = "LN_TUNING",
     .attach = ln_attach,
     .init = ln_init,
-    .after_load = ln_make_trainable,
+    .after_load = ln_after_load,
     .config_json = ln_config_json,
     .merge = ln_merge,
     .destroy = ln_destroy,
