@@ -27,12 +27,18 @@ awk 'BEGIN { srand(7); for (r = 0; r < 30; r++) { n = 4 + int(rand() * 11); s = 
 
 # Shuffled data, dropout (the trainer's RNG) and AdamW (moments): everything a resume must restore.
 STEPS=24
-train() { # train OUT [extra options]
+# The command line as an array, so that `"$BIN" "${ARGS[@]}" &` makes $! the pid of peftc itself: killing a
+# backgrounded shell function would kill only its subshell and leave peftc running.
+set_args() { # set_args OUT [extra options]
     local out=$1
     shift
-    "$BIN" train --model "$SRC/tests/golden/data/llama_gqa/model" --data "$work/data.jsonl" --method lora --r 4 \
-        --lora-dropout 0.1 --lr 1e-2 --steps $STEPS --batch 3 --seq-len 16 --save-steps 1 --seed 11 --quiet \
-        --out "$out" "$@"
+    ARGS=(train --model "$SRC/tests/golden/data/llama_gqa/model" --data "$work/data.jsonl" --method lora --r 4
+        --lora-dropout 0.1 --lr 1e-2 --steps $STEPS --batch 3 --seq-len 16 --save-steps 1 --seed 11 --quiet
+        --out "$out" "$@")
+}
+train() { # train OUT [extra options], in the foreground
+    set_args "$@"
+    "$BIN" "${ARGS[@]}"
 }
 rand_delay() { # a random delay in [0, $1] seconds
     awk -v r=$RANDOM -v d="$1" 'BEGIN { printf "%.3f", r / 32767 * d }'
@@ -58,7 +64,8 @@ kills_landed=0
 tmp_seen=0
 for round in $(seq 1 "$ROUNDS"); do
     out="$work/round$round"
-    train "$out" 2>"$work/err_$round" &
+    set_args "$out"
+    "$BIN" "${ARGS[@]}" 2>"$work/err_$round" &
     pid=$!
     sleep "$(rand_delay "$duration")"
     kill -9 $pid 2>/dev/null
@@ -74,7 +81,8 @@ for round in $(seq 1 "$ROUNDS"); do
             break
         fi
         [ -n "$(leftovers "$out")" ] && tmp_seen=$((tmp_seen + 1))
-        train "$out" --resume 2>"$work/err_$round" &
+        set_args "$out" --resume
+        "$BIN" "${ARGS[@]}" 2>"$work/err_$round" &
         pid=$!
         if [ $attempts -le 4 ] && [ $((RANDOM % 3)) -eq 0 ]; then
             sleep "$(rand_delay "$duration")"
@@ -91,6 +99,8 @@ for round in $(seq 1 "$ROUNDS"); do
             break
         fi
     done
+    # Nothing of this round may still be running (a surviving writer would make the comparison meaningless).
+    if pgrep -f -- "--out $out( |\$)" >/dev/null 2>&1; then fail "round $round: a peftc process survived its kill"; fi
     if [ "$done_ok" -eq 1 ]; then
         same_adapter "$out" || fail "round $round: the final adapter differs from the uninterrupted run"
         [ -z "$(leftovers "$out")" ] || fail "round $round: temp files left behind: $(leftovers "$out")"
