@@ -43,6 +43,7 @@ typedef struct chunk_shape {
     int R;      /* rows in this forward */
     int start;  /* index in the extended sequence of its first row */
     int first;  /* 1 on the prefill chunk: INPUT and ATTN_KV hooks run */
+    pc_step_shape step; /* B = 1, T = N = R, inference */
 } chunk_shape;
 
 static int max_prefix(const pc_model *m) {
@@ -130,51 +131,9 @@ int pc_kv_cache_tokens(const pc_kv_cache *c) { return c->len > 0 ? c->len - c->n
 
 int pc_kv_cache_capacity(const pc_kv_cache *c) { return c->max_len; }
 
-/* ---- hooks and projections (as in model_forward.c) --------------------------------------------------- */
-
-static pc_site site_begin(pc_site_kind kind, int layer, int index, const chunk_shape *s) {
-    pc_site site;
-    memset(&site, 0, sizeof site);
-    site.kind = kind;
-    site.layer = layer;
-    site.index = index;
-    site.B = 1;
-    site.T = s->R;
-    site.N = s->R;
-    return site; /* training = 0, rng = NULL: inference */
-}
-
-static void hooks_forward(const pc_hook_list *list, pc_site *site, int phase) {
-    for (int i = 0; i < list->count; i++) {
-        const pc_hook *h = &list->hooks[i];
-        if (!(h->phases & phase) || !h->forward) continue;
-        site->phase = phase;
-        site->state = h->state;
-        h->forward(h->owner, site);
-    }
-}
-
-/* y [R,out] = x [R,in] · Wᵀ + b, with the projection's PRE and POST hooks. */
-static void linear_forward(pc_model *m, pc_linear *lin, float *y, const float *x, const chunk_shape *s) {
-    pc_site site = site_begin(PC_SITE_LINEAR, lin->layer, lin->role, s);
-    site.linear = lin;
-    site.in_dim = lin->in;
-    site.out_dim = lin->out;
-    site.in = x;
-    hooks_forward(&lin->hooks, &site, PC_PHASE_PRE);
-    const float *used = site.replaced_in ? site.replaced_in : x;
-    pc_linear_forward(m->mm, y, used, &lin->weight->t, lin->bias ? lin->bias->t.data : NULL, s->R, lin->in, lin->out,
-                      0);
-    site.in = used;
-    site.out = y;
-    hooks_forward(&lin->hooks, &site, PC_PHASE_POST);
-}
-
+/* Hooks, projections and norms are model_blocks.c's, shared with training. */
 static void norm_forward(const pc_model *m, pc_kv_cache *c, const pc_param *w, const pc_param *b, int R) {
-    if (m->cfg.arch->norm == PC_NORM_RMS)
-        rmsnorm_forward(c->ln, c->rstd, c->x, w->t.data, R, m->cfg.hidden, m->cfg.norm_eps);
-    else
-        layernorm_forward(c->ln, c->mean, c->rstd, c->x, w->t.data, b->t.data, R, m->cfg.hidden, m->cfg.norm_eps);
+    pc_norm_forward(m, c->ln, c->mean, c->rstd, c->x, w, b, R);
 }
 
 static void add_in_place(float *x, const float *y, size_t n) {
@@ -191,8 +150,8 @@ static float *cache_rows(const pc_kv_cache *c, float *base, int l, int start, in
 
 /* ATTN_KV hooks (prefill only): their prefix [P,KVH,hd] goes into the rows just before position 0. */
 static void attn_kv_prefix(pc_model *m, pc_kv_cache *c, int l, const chunk_shape *s, int kvd) {
-    pc_site kv = site_begin(PC_SITE_ATTN_KV, l, 0, s);
-    hooks_forward(&m->layers[l].attn_kv, &kv, PC_PHASE_POST);
+    pc_site kv = pc_site_begin(PC_SITE_ATTN_KV, l, 0, &s->step);
+    pc_hooks_forward(&m->layers[l].attn_kv, &kv, PC_PHASE_POST);
     /* As in training, a layer with a prefix has n_prefix rows of it (the longest over layers). */
     c->prefix_rows[l] = kv.prefix_k ? c->n_prefix : 0;
     if (!kv.prefix_k) return;
@@ -207,7 +166,7 @@ static void attention_sublayer(pc_model *m, pc_kv_cache *c, int l, const chunk_s
     int qd = cf->n_heads * cf->head_dim, kvd = cf->n_kv_heads * cf->head_dim, R = s->R;
     float *k = cache_rows(c, c->k, l, s->start, kvd), *v = cache_rows(c, c->v, l, s->start, kvd);
     if (L->lin[PC_LIN_QKV].in) {
-        linear_forward(m, &L->lin[PC_LIN_QKV], c->qkv, c->ln, s);
+        pc_linear_site_forward(m, &L->lin[PC_LIN_QKV], c->qkv, c->ln, &s->step);
         for (int n = 0; n < R; n++) { /* [q | k | v] per row */
             const float *row = c->qkv + (size_t)n * (size_t)(qd + 2 * kvd);
             memcpy(c->q + (size_t)n * qd, row, sizeof(float) * (size_t)qd);
@@ -215,9 +174,9 @@ static void attention_sublayer(pc_model *m, pc_kv_cache *c, int l, const chunk_s
             memcpy(v + (size_t)n * kvd, row + qd + kvd, sizeof(float) * (size_t)kvd);
         }
     } else {
-        linear_forward(m, &L->lin[PC_LIN_Q], c->q, c->ln, s);
-        linear_forward(m, &L->lin[PC_LIN_K], k, c->ln, s);
-        linear_forward(m, &L->lin[PC_LIN_V], v, c->ln, s);
+        pc_linear_site_forward(m, &L->lin[PC_LIN_Q], c->q, c->ln, &s->step);
+        pc_linear_site_forward(m, &L->lin[PC_LIN_K], k, c->ln, &s->step);
+        pc_linear_site_forward(m, &L->lin[PC_LIN_V], v, c->ln, &s->step);
     }
     if (cf->arch->rope) { /* keys are cached after rotation: each is rotated once, at its own position */
         rope_forward(c->q, c->pos, m->rope_cos, m->rope_sin, R, cf->n_heads, cf->head_dim);
@@ -227,36 +186,16 @@ static void attention_sublayer(pc_model *m, pc_kv_cache *c, int l, const chunk_s
     int P = c->prefix_rows[l];
     const float *k0 = cache_rows(c, c->k, l, -P, kvd), *v0 = cache_rows(c, c->v, l, -P, kvd);
     attention_cached(c->att, c->q, k0, v0, R, P + s->start + R, cf->n_heads, cf->n_kv_heads, cf->head_dim);
-    pc_site ho = site_begin(PC_SITE_HEAD_OUT, l, 0, s);
+    pc_site ho = pc_site_begin(PC_SITE_HEAD_OUT, l, 0, &s->step);
     ho.out = c->att;
     ho.out_dim = qd;
-    hooks_forward(&L->head_out, &ho, PC_PHASE_POST);
-    linear_forward(m, &L->lin[PC_LIN_O], c->sub_out, c->att, s);
-    pc_site sub = site_begin(PC_SITE_SUBLAYER, l, PC_SUBLAYER_ATTN, s);
-    sub.in = c->ln;
-    sub.out = c->sub_out;
-    sub.in_dim = sub.out_dim = cf->hidden;
-    hooks_forward(&L->sublayer[PC_SUBLAYER_ATTN], &sub, PC_PHASE_POST);
+    pc_hooks_forward(&L->head_out, &ho, PC_PHASE_POST);
+    pc_linear_site_forward(m, &L->lin[PC_LIN_O], c->sub_out, c->att, &s->step);
+    pc_sublayer_hooks_forward(m, l, PC_SUBLAYER_ATTN, &s->step, c->ln, c->sub_out);
 }
 
 static void mlp_sublayer(pc_model *m, pc_kv_cache *c, int l, const chunk_shape *s) {
-    const pc_model_config *cf = &m->cfg;
-    pc_layer *L = &m->layers[l];
-    long n = (long)s->R * cf->intermediate;
-    if (cf->arch->mlp == PC_MLP_SWIGLU) {
-        linear_forward(m, &L->lin[PC_LIN_GATE], c->h1, c->ln, s);
-        linear_forward(m, &L->lin[PC_LIN_UP], c->h2, c->ln, s);
-        swiglu_forward(c->act, c->h1, c->h2, n);
-    } else {
-        linear_forward(m, &L->lin[PC_LIN_UP], c->h1, c->ln, s);
-        gelu_tanh_forward(c->act, c->h1, n);
-    }
-    linear_forward(m, &L->lin[PC_LIN_DOWN], c->sub_out, c->act, s);
-    pc_site sub = site_begin(PC_SITE_SUBLAYER, l, PC_SUBLAYER_MLP, s);
-    sub.in = c->ln;
-    sub.out = c->sub_out;
-    sub.in_dim = sub.out_dim = cf->hidden;
-    hooks_forward(&L->sublayer[PC_SUBLAYER_MLP], &sub, PC_PHASE_POST);
+    pc_mlp_forward(m, l, &s->step, c->ln, c->h1, c->h2, c->act, c->sub_out);
 }
 
 static void layer_forward(pc_model *m, pc_kv_cache *c, int l, const chunk_shape *s) {
@@ -275,30 +214,17 @@ static void layer_forward(pc_model *m, pc_kv_cache *c, int l, const chunk_shape 
 /* Token embeddings; on the prefill chunk the INPUT hooks fill the virtual rows in front. */
 static void embed_forward(pc_model *m, pc_kv_cache *c, const chunk_shape *s) {
     embedding_forward(c->x, c->ids, &m->embed->t, s->R, m->cfg.hidden, 0);
-    if (s->first) {
-        pc_site in = site_begin(PC_SITE_INPUT, -1, 0, s);
-        in.out = c->x;
-        in.out_dim = m->cfg.hidden;
-        int offset = 0;
-        for (int i = 0; i < m->input_hooks.count; i++) {
-            const pc_hook *h = &m->input_hooks.hooks[i];
-            in.virtual_offset = offset;
-            in.state = h->state;
-            in.phase = PC_PHASE_POST;
-            if (h->forward) h->forward(h->owner, &in);
-            offset += h->n_virtual;
-        }
-    }
+    if (s->first) pc_input_hooks_forward(m, c->x, &s->step);
     if (m->pos_embed) embedding_forward(c->x, c->pos, &m->pos_embed->t, s->R, m->cfg.hidden, 1);
 }
 
 /* Final norm and OUTPUT hooks over the chunk; logits [V] of its last row when asked. */
 static void head_forward(pc_model *m, pc_kv_cache *c, const chunk_shape *s, float *logits) {
     norm_forward(m, c, m->final_norm_w, m->final_norm_b, s->R);
-    pc_site out = site_begin(PC_SITE_OUTPUT, -1, 0, s);
+    pc_site out = pc_site_begin(PC_SITE_OUTPUT, -1, 0, &s->step);
     out.out = c->ln;
     out.out_dim = m->cfg.hidden;
-    hooks_forward(&m->output_hooks, &out, PC_PHASE_POST);
+    pc_hooks_forward(&m->output_hooks, &out, PC_PHASE_POST);
     if (logits)
         lmhead_logits(m->mm, logits, c->ln + (size_t)(s->R - 1) * (size_t)m->cfg.hidden, &m->lm_head->t, 1,
                       m->cfg.hidden, m->cfg.vocab_size);
@@ -311,6 +237,7 @@ static void chunk_forward(pc_model *m, pc_kv_cache *c, const int32_t *ids, int n
     s.start = c->len;
     int nv = s.first ? c->n_virtual : 0;
     s.R = nv + n;
+    s.step = (pc_step_shape){.B = 1, .T = s.R, .N = s.R, .P = c->n_prefix};
     for (int i = 0; i < s.R; i++) {
         c->ids[i] = i < nv ? 0 : ids[i - nv]; /* a virtual row's embedding is overwritten by its hook */
         c->pos[i] = c->n_prefix + s.start + i;

@@ -15,47 +15,6 @@
 #include "kernels/xent.h"
 #include "model/model_internal.h"
 
-/* The geometry of the current call (the plan may be larger). */
-typedef struct step_shape {
-    int B, T, N, P;
-    int training;
-    pc_rng *rng;
-} step_shape;
-
-static pc_site site_begin(pc_site_kind kind, int layer, int index, const step_shape *s) {
-    pc_site site;
-    memset(&site, 0, sizeof site);
-    site.kind = kind;
-    site.layer = layer;
-    site.index = index;
-    site.B = s->B;
-    site.T = s->T;
-    site.N = s->N;
-    site.training = s->training;
-    site.rng = s->rng;
-    return site;
-}
-
-static void hooks_forward(const pc_hook_list *list, pc_site *site, int phase) {
-    for (int i = 0; i < list->count; i++) {
-        const pc_hook *h = &list->hooks[i];
-        if (!(h->phases & phase) || !h->forward) continue;
-        site->phase = phase;
-        site->state = h->state;
-        h->forward(h->owner, site);
-    }
-}
-
-static void hooks_backward(const pc_hook_list *list, pc_site *site, int phase) {
-    for (int i = list->count - 1; i >= 0; i--) {
-        const pc_hook *h = &list->hooks[i];
-        if (!(h->phases & phase) || !h->backward) continue;
-        site->phase = phase;
-        site->state = h->state;
-        h->backward(h->owner, site);
-    }
-}
-
 /* ---- per-phase timers (only when m->profile is set) -------------------------------------------------- */
 
 static double prof_start(const pc_model *m) { return m->profile ? pc_time_now() : 0.0; }
@@ -70,15 +29,6 @@ static void prof_lap(pc_model *m, int backward, int phase, double *t0) {
 
 /* ---- norms ---------------------------------------------------------------------------------------- */
 
-static void norm_forward(const pc_model *m, float *out, float *mean, float *rstd, const float *x, const pc_param *w,
-                         const pc_param *b, int N) {
-    int C = m->cfg.hidden;
-    if (m->cfg.arch->norm == PC_NORM_RMS)
-        rmsnorm_forward(out, rstd, x, w->t.data, N, C, m->cfg.norm_eps);
-    else
-        layernorm_forward(out, mean, rstd, x, w->t.data, b->t.data, N, C, m->cfg.norm_eps);
-}
-
 /* dx += ∂/∂x; weight and bias gradients only when trainable. */
 static void norm_backward(const pc_model *m, float *dx, const float *dout, const float *x, const float *mean,
                           const float *rstd, pc_param *w, pc_param *b, int N) {
@@ -91,22 +41,6 @@ static void norm_backward(const pc_model *m, float *dx, const float *dout, const
 
 /* ---- a projection and its hooks -------------------------------------------------------------------- */
 
-static void linear_forward(pc_model *m, pc_linear *lin, float *y, const float *x, const step_shape *s) {
-    pc_site site = site_begin(PC_SITE_LINEAR, lin->layer, lin->role, s);
-    site.linear = lin;
-    site.in_dim = lin->in;
-    site.out_dim = lin->out;
-    site.in = x;
-    hooks_forward(&lin->hooks, &site, PC_PHASE_PRE);
-    const float *used = site.replaced_in ? site.replaced_in : x;
-    pc_linear_forward(m->mm, y, used, &lin->weight->t, lin->bias ? lin->bias->t.data : NULL, s->N, lin->in,
-                      lin->out, 0);
-    site.in = used;
-    site.out = y;
-    hooks_forward(&lin->hooks, &site, PC_PHASE_POST);
-    lin->saved_in = used;
-}
-
 static int has_pre_hook(const pc_linear *lin) {
     for (int i = 0; i < lin->hooks.count; i++)
         if (lin->hooks.hooks[i].phases & PC_PHASE_PRE) return 1;
@@ -114,7 +48,7 @@ static int has_pre_hook(const pc_linear *lin) {
 }
 
 /* dy [N,out] may be rewritten by POST hooks; dx [N,in] is accumulated into. */
-static void linear_backward(pc_model *m, pc_linear *lin, float *dy, float *dx, const step_shape *s) {
+static void linear_backward(pc_model *m, pc_linear *lin, float *dy, float *dx, const pc_step_shape *s) {
     struct pc_model_acts *a = m->acts;
     int pre = has_pre_hook(lin);
     float *d_used = dx;
@@ -122,14 +56,14 @@ static void linear_backward(pc_model *m, pc_linear *lin, float *dy, float *dx, c
         d_used = a->d_linear_in;
         memset(d_used, 0, sizeof(float) * (size_t)s->N * (size_t)lin->in);
     }
-    pc_site site = site_begin(PC_SITE_LINEAR, lin->layer, lin->role, s);
+    pc_site site = pc_site_begin(PC_SITE_LINEAR, lin->layer, lin->role, s);
     site.linear = lin;
     site.in_dim = lin->in;
     site.out_dim = lin->out;
     site.in = lin->saved_in;
     site.d_out = dy;
     site.d_in = d_used;
-    hooks_backward(&lin->hooks, &site, PC_PHASE_POST);
+    pc_hooks_backward(&lin->hooks, &site, PC_PHASE_POST);
     pc_linear_backward_input(m->mm, d_used, dy, &lin->weight->t, s->N, lin->in, lin->out);
     float *dbias = lin->bias ? lin->bias->grad : NULL;
     if (lin->weight->grad || dbias)
@@ -138,7 +72,7 @@ static void linear_backward(pc_model *m, pc_linear *lin, float *dy, float *dx, c
         /* PRE backward: d_out is the gradient of the replaced input, d_in the original input's (accumulate). */
         site.d_out = d_used;
         site.d_in = dx;
-        hooks_backward(&lin->hooks, &site, PC_PHASE_PRE);
+        pc_hooks_backward(&lin->hooks, &site, PC_PHASE_PRE);
     }
 }
 
@@ -162,63 +96,59 @@ static void join_qkv(float *qkv, const float *q, const float *k, const float *v,
     }
 }
 
-static void attention_sublayer_forward(pc_model *m, int l, const step_shape *s) {
+static void attention_sublayer_forward(pc_model *m, int l, const pc_step_shape *s) {
     const pc_model_config *c = &m->cfg;
     struct pc_model_acts *a = m->acts;
     pc_layer *L = &m->layers[l];
     pc_layer_acts *A = &a->layers[l];
     int qd = c->n_heads * c->head_dim, kvd = c->n_kv_heads * c->head_dim;
     if (L->lin[PC_LIN_QKV].in) {
-        linear_forward(m, &L->lin[PC_LIN_QKV], a->qkv, A->ln1, s);
+        pc_linear_site_forward(m, &L->lin[PC_LIN_QKV], a->qkv, A->ln1, s);
         split_qkv(a->qkv, A->q, A->k, A->v, s->N, qd, kvd);
     } else {
-        linear_forward(m, &L->lin[PC_LIN_Q], A->q, A->ln1, s);
-        linear_forward(m, &L->lin[PC_LIN_K], A->k, A->ln1, s);
-        linear_forward(m, &L->lin[PC_LIN_V], A->v, A->ln1, s);
+        pc_linear_site_forward(m, &L->lin[PC_LIN_Q], A->q, A->ln1, s);
+        pc_linear_site_forward(m, &L->lin[PC_LIN_K], A->k, A->ln1, s);
+        pc_linear_site_forward(m, &L->lin[PC_LIN_V], A->v, A->ln1, s);
     }
     if (c->arch->rope) {
         rope_forward(A->q, a->pos, m->rope_cos, m->rope_sin, s->N, c->n_heads, c->head_dim);
         rope_forward(A->k, a->pos, m->rope_cos, m->rope_sin, s->N, c->n_kv_heads, c->head_dim);
     }
-    pc_site kv = site_begin(PC_SITE_ATTN_KV, l, 0, s);
-    hooks_forward(&L->attn_kv, &kv, PC_PHASE_POST);
+    pc_site kv = pc_site_begin(PC_SITE_ATTN_KV, l, 0, s);
+    pc_hooks_forward(&L->attn_kv, &kv, PC_PHASE_POST);
     a->prefix_k[l] = kv.prefix_k;
     a->prefix_v[l] = kv.prefix_v;
     int P = kv.prefix_k ? s->P : 0;
     attention_forward(A->att, A->lse, A->q, A->k, A->v, kv.prefix_k, kv.prefix_v, a->has_doc ? a->doc : NULL, s->B,
                       s->T, P, c->n_heads, c->n_kv_heads, c->head_dim);
-    pc_site ho = site_begin(PC_SITE_HEAD_OUT, l, 0, s);
+    pc_site ho = pc_site_begin(PC_SITE_HEAD_OUT, l, 0, s);
     ho.out = A->att;
     ho.out_dim = qd;
-    hooks_forward(&L->head_out, &ho, PC_PHASE_POST);
-    linear_forward(m, &L->lin[PC_LIN_O], a->sub_out, A->att, s);
-    pc_site sub = site_begin(PC_SITE_SUBLAYER, l, PC_SUBLAYER_ATTN, s);
-    sub.in = A->ln1;
-    sub.out = a->sub_out;
-    sub.in_dim = sub.out_dim = c->hidden;
-    hooks_forward(&L->sublayer[PC_SUBLAYER_ATTN], &sub, PC_PHASE_POST);
+    pc_hooks_forward(&L->head_out, &ho, PC_PHASE_POST);
+    pc_linear_site_forward(m, &L->lin[PC_LIN_O], a->sub_out, A->att, s);
+    pc_sublayer_hooks_forward(m, l, PC_SUBLAYER_ATTN, s, A->ln1, a->sub_out);
 }
 
 /* Reads a->d_sub (gradient of the sublayer output); accumulates the gradient of ln1 into a->d_ln. */
-static void attention_sublayer_backward(pc_model *m, int l, const step_shape *s) {
+static void attention_sublayer_backward(pc_model *m, int l, const pc_step_shape *s) {
     const pc_model_config *c = &m->cfg;
     struct pc_model_acts *a = m->acts;
     pc_layer *L = &m->layers[l];
     pc_layer_acts *A = &a->layers[l];
     size_t N = (size_t)s->N;
     int qd = c->n_heads * c->head_dim, kvd = c->n_kv_heads * c->head_dim;
-    pc_site sub = site_begin(PC_SITE_SUBLAYER, l, PC_SUBLAYER_ATTN, s);
+    pc_site sub = pc_site_begin(PC_SITE_SUBLAYER, l, PC_SUBLAYER_ATTN, s);
     sub.in = A->ln1;
     sub.in_dim = sub.out_dim = c->hidden;
     sub.d_out = a->d_sub;
     sub.d_in = a->d_ln;
-    hooks_backward(&L->sublayer[PC_SUBLAYER_ATTN], &sub, PC_PHASE_POST);
+    pc_hooks_backward(&L->sublayer[PC_SUBLAYER_ATTN], &sub, PC_PHASE_POST);
     memset(a->d_att, 0, sizeof(float) * N * (size_t)qd);
     linear_backward(m, &L->lin[PC_LIN_O], a->d_sub, a->d_att, s);
-    pc_site ho = site_begin(PC_SITE_HEAD_OUT, l, 0, s);
+    pc_site ho = pc_site_begin(PC_SITE_HEAD_OUT, l, 0, s);
     ho.out_dim = qd;
     ho.d_out = a->d_att;
-    hooks_backward(&L->head_out, &ho, PC_PHASE_POST);
+    pc_hooks_backward(&L->head_out, &ho, PC_PHASE_POST);
     memset(a->d_q, 0, sizeof(float) * N * (size_t)qd);
     memset(a->d_k, 0, sizeof(float) * N * (size_t)kvd);
     memset(a->d_v, 0, sizeof(float) * N * (size_t)kvd);
@@ -231,10 +161,10 @@ static void attention_sublayer_backward(pc_model *m, int l, const step_shape *s)
                        A->lse, A->q, A->k, A->v, a->prefix_k[l], a->prefix_v[l], a->has_doc ? a->doc : NULL, s->B,
                        s->T, P, c->n_heads, c->n_kv_heads, c->head_dim);
     if (P) {
-        pc_site kv = site_begin(PC_SITE_ATTN_KV, l, 0, s);
+        pc_site kv = pc_site_begin(PC_SITE_ATTN_KV, l, 0, s);
         kv.d_prefix_k = a->d_prefix_k;
         kv.d_prefix_v = a->d_prefix_v;
-        hooks_backward(&L->attn_kv, &kv, PC_PHASE_POST);
+        pc_hooks_backward(&L->attn_kv, &kv, PC_PHASE_POST);
     }
     if (c->arch->rope) {
         rope_backward(a->d_q, a->pos, m->rope_cos, m->rope_sin, s->N, c->n_heads, c->head_dim);
@@ -252,40 +182,23 @@ static void attention_sublayer_backward(pc_model *m, int l, const step_shape *s)
 
 /* ---- MLP sublayer ------------------------------------------------------------------------------------ */
 
-static void mlp_sublayer_forward(pc_model *m, int l, const step_shape *s) {
-    const pc_model_config *c = &m->cfg;
-    struct pc_model_acts *a = m->acts;
-    pc_layer *L = &m->layers[l];
-    pc_layer_acts *A = &a->layers[l];
-    long n = (long)s->N * c->intermediate;
-    if (c->arch->mlp == PC_MLP_SWIGLU) {
-        linear_forward(m, &L->lin[PC_LIN_GATE], A->h1, A->ln2, s);
-        linear_forward(m, &L->lin[PC_LIN_UP], A->h2, A->ln2, s);
-        swiglu_forward(A->act, A->h1, A->h2, n);
-    } else {
-        linear_forward(m, &L->lin[PC_LIN_UP], A->h1, A->ln2, s);
-        gelu_tanh_forward(A->act, A->h1, n);
-    }
-    linear_forward(m, &L->lin[PC_LIN_DOWN], a->sub_out, A->act, s);
-    pc_site sub = site_begin(PC_SITE_SUBLAYER, l, PC_SUBLAYER_MLP, s);
-    sub.in = A->ln2;
-    sub.out = a->sub_out;
-    sub.in_dim = sub.out_dim = c->hidden;
-    hooks_forward(&L->sublayer[PC_SUBLAYER_MLP], &sub, PC_PHASE_POST);
+static void mlp_sublayer_forward(pc_model *m, int l, const pc_step_shape *s) {
+    pc_layer_acts *A = &m->acts->layers[l];
+    pc_mlp_forward(m, l, s, A->ln2, A->h1, A->h2, A->act, m->acts->sub_out);
 }
 
-static void mlp_sublayer_backward(pc_model *m, int l, const step_shape *s) {
+static void mlp_sublayer_backward(pc_model *m, int l, const pc_step_shape *s) {
     const pc_model_config *c = &m->cfg;
     struct pc_model_acts *a = m->acts;
     pc_layer *L = &m->layers[l];
     pc_layer_acts *A = &a->layers[l];
     long n = (long)s->N * c->intermediate;
-    pc_site sub = site_begin(PC_SITE_SUBLAYER, l, PC_SUBLAYER_MLP, s);
+    pc_site sub = pc_site_begin(PC_SITE_SUBLAYER, l, PC_SUBLAYER_MLP, s);
     sub.in = A->ln2;
     sub.in_dim = sub.out_dim = c->hidden;
     sub.d_out = a->d_sub;
     sub.d_in = a->d_ln;
-    hooks_backward(&L->sublayer[PC_SUBLAYER_MLP], &sub, PC_PHASE_POST);
+    pc_hooks_backward(&L->sublayer[PC_SUBLAYER_MLP], &sub, PC_PHASE_POST);
     memset(a->d_act, 0, sizeof(float) * (size_t)n);
     linear_backward(m, &L->lin[PC_LIN_DOWN], a->d_sub, a->d_act, s);
     memset(a->d_h1, 0, sizeof(float) * (size_t)n);
@@ -306,17 +219,17 @@ static void add_rows(float *out, const float *x, const float *y, size_t n) {
     for (size_t i = 0; i < n; i++) out[i] = x[i] + y[i];
 }
 
-static void layer_forward(pc_model *m, int l, const step_shape *s) {
+static void layer_forward(pc_model *m, int l, const pc_step_shape *s) {
     struct pc_model_acts *a = m->acts;
     pc_layer *L = &m->layers[l];
     pc_layer_acts *A = &a->layers[l];
     size_t NC = (size_t)s->N * (size_t)m->cfg.hidden;
     double t = prof_start(m);
-    norm_forward(m, A->ln1, A->ln1_mean, A->ln1_rstd, A->x_in, L->norm1_w, L->norm1_b, s->N);
+    pc_norm_forward(m, A->ln1, A->ln1_mean, A->ln1_rstd, A->x_in, L->norm1_w, L->norm1_b, s->N);
     attention_sublayer_forward(m, l, s);
     add_rows(A->x_mid, A->x_in, a->sub_out, NC);
     prof_lap(m, 0, PC_PROF_ATTN, &t);
-    norm_forward(m, A->ln2, A->ln2_mean, A->ln2_rstd, A->x_mid, L->norm2_w, L->norm2_b, s->N);
+    pc_norm_forward(m, A->ln2, A->ln2_mean, A->ln2_rstd, A->x_mid, L->norm2_w, L->norm2_b, s->N);
     mlp_sublayer_forward(m, l, s);
     float *x_out = l + 1 < m->cfg.n_layers ? a->layers[l + 1].x_in : a->x_out;
     add_rows(x_out, A->x_mid, a->sub_out, NC);
@@ -324,7 +237,7 @@ static void layer_forward(pc_model *m, int l, const step_shape *s) {
 }
 
 /* a->d_resid holds ∂/∂(layer output) on entry and ∂/∂(layer input) on return. */
-static void layer_backward(pc_model *m, int l, const step_shape *s) {
+static void layer_backward(pc_model *m, int l, const pc_step_shape *s) {
     struct pc_model_acts *a = m->acts;
     pc_layer *L = &m->layers[l];
     pc_layer_acts *A = &a->layers[l];
@@ -343,7 +256,7 @@ static void layer_backward(pc_model *m, int l, const step_shape *s) {
 }
 
 /* Token ids, shifted targets, positions and documents for the extended sequence (virtual tokens first). */
-static pc_status prepare_inputs(pc_model *m, const pc_model_batch *b, step_shape *s, pc_error *err) {
+static pc_status prepare_inputs(pc_model *m, const pc_model_batch *b, pc_step_shape *s, pc_error *err) {
     struct pc_model_acts *a = m->acts;
     int nv = a->n_virtual, V = m->cfg.vocab_size;
     s->B = b->B;
@@ -378,29 +291,18 @@ static pc_status prepare_inputs(pc_model *m, const pc_model_batch *b, step_shape
     return PC_OK;
 }
 
-static void embed_forward(pc_model *m, const step_shape *s) {
+static void embed_forward(pc_model *m, const pc_step_shape *s) {
     struct pc_model_acts *a = m->acts;
     float *x = a->layers[0].x_in;
     embedding_forward(x, a->ids, &m->embed->t, s->N, m->cfg.hidden, 0);
-    pc_site in = site_begin(PC_SITE_INPUT, -1, 0, s);
-    in.out = x;
-    in.out_dim = m->cfg.hidden;
-    int offset = 0;
-    for (int i = 0; i < m->input_hooks.count; i++) {
-        const pc_hook *h = &m->input_hooks.hooks[i];
-        in.virtual_offset = offset;
-        in.state = h->state;
-        in.phase = PC_PHASE_POST;
-        if (h->forward) h->forward(h->owner, &in);
-        offset += h->n_virtual;
-    }
+    pc_input_hooks_forward(m, x, s);
     if (m->pos_embed) embedding_forward(x, a->pos, &m->pos_embed->t, s->N, m->cfg.hidden, 1);
 }
 
-static void embed_backward(pc_model *m, const step_shape *s) {
+static void embed_backward(pc_model *m, const pc_step_shape *s) {
     struct pc_model_acts *a = m->acts;
     if (m->pos_embed && m->pos_embed->grad) embedding_backward(m->pos_embed->grad, a->d_resid, a->pos, s->N, m->cfg.hidden);
-    pc_site in = site_begin(PC_SITE_INPUT, -1, 0, s);
+    pc_site in = pc_site_begin(PC_SITE_INPUT, -1, 0, s);
     in.d_out = a->d_resid;
     in.out_dim = m->cfg.hidden;
     int offset = pc_model_total_len(m, 0);
@@ -422,7 +324,7 @@ static void embed_backward(pc_model *m, const step_shape *s) {
     }
 }
 
-static pc_status run_forward(pc_model *m, const pc_model_batch *b, step_shape *s, pc_error *err) {
+static pc_status run_forward(pc_model *m, const pc_model_batch *b, pc_step_shape *s, pc_error *err) {
     double t = prof_start(m);
     PC_TRY(prepare_inputs(m, b, s, err));
     struct pc_model_acts *a = m->acts;
@@ -430,11 +332,11 @@ static pc_status run_forward(pc_model *m, const pc_model_batch *b, step_shape *s
     prof_lap(m, 0, PC_PROF_EMBED, &t);
     for (int l = 0; l < m->cfg.n_layers; l++) layer_forward(m, l, s);
     t = prof_start(m);
-    norm_forward(m, a->lnf, a->lnf_mean, a->lnf_rstd, a->x_out, m->final_norm_w, m->final_norm_b, s->N);
-    pc_site out = site_begin(PC_SITE_OUTPUT, -1, 0, s);
+    pc_norm_forward(m, a->lnf, a->lnf_mean, a->lnf_rstd, a->x_out, m->final_norm_w, m->final_norm_b, s->N);
+    pc_site out = pc_site_begin(PC_SITE_OUTPUT, -1, 0, s);
     out.out = a->lnf;
     out.out_dim = m->cfg.hidden;
-    hooks_forward(&m->output_hooks, &out, PC_PHASE_POST);
+    pc_hooks_forward(&m->output_hooks, &out, PC_PHASE_POST);
     prof_lap(m, 0, PC_PROF_HEAD, &t);
     return PC_OK;
 }
@@ -446,7 +348,7 @@ static pc_status check_batch(pc_model *m, const pc_model_batch *b, int training,
 
 pc_status pc_model_forward(pc_model *m, const pc_model_batch *b, pc_forward_result *res, pc_error *err) {
     PC_TRY(check_batch(m, b, 0, err));
-    step_shape s = {0};
+    pc_step_shape s = {0};
     PC_TRY(run_forward(m, b, &s, err));
     struct pc_model_acts *a = m->acts;
     res->loss_sum = lmhead_xent(m->mm, NULL, NULL, a->lnf, &m->lm_head->t, a->targets, s.N, m->cfg.hidden,
@@ -458,7 +360,7 @@ pc_status pc_model_forward(pc_model *m, const pc_model_batch *b, pc_forward_resu
 pc_status pc_model_forward_backward(pc_model *m, const pc_model_batch *b, float grad_scale, pc_rng *rng,
                                     pc_forward_result *res, pc_error *err) {
     PC_TRY(check_batch(m, b, 1, err));
-    step_shape s = {0};
+    pc_step_shape s = {0};
     s.training = 1;
     s.rng = rng;
     PC_TRY(run_forward(m, b, &s, err));
@@ -471,10 +373,10 @@ pc_status pc_model_forward_backward(pc_model *m, const pc_model_batch *b, float 
                                 m->cfg.hidden, m->cfg.vocab_size, grad_scale, a->xent_scratch, a->xent_chunk,
                                 &res->n_targets);
     if (!isfinite(res->loss_sum)) return pc_fail(err, PC_ERR_NUMERIC, "the loss is not finite");
-    pc_site out = site_begin(PC_SITE_OUTPUT, -1, 0, &s);
+    pc_site out = pc_site_begin(PC_SITE_OUTPUT, -1, 0, &s);
     out.out_dim = m->cfg.hidden;
     out.d_out = a->d_lnf;
-    hooks_backward(&m->output_hooks, &out, PC_PHASE_POST);
+    pc_hooks_backward(&m->output_hooks, &out, PC_PHASE_POST);
     memset(a->d_resid, 0, sizeof(float) * NC);
     norm_backward(m, a->d_resid, a->d_lnf, a->x_out, a->lnf_mean, a->lnf_rstd, m->final_norm_w, m->final_norm_b, s.N);
     prof_lap(m, 1, PC_PROF_HEAD, &t);

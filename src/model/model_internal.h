@@ -41,4 +41,28 @@ struct pc_model_acts {
 
 void pc_model_plan_free(pc_model *m);
 
+/* ---- building blocks shared by the training forward (model_forward.c) and decoding (model_decode.c) ---- */
+
+/* The geometry of one call: N = B·T rows (T includes virtual tokens), P prefix rows. Decoding is B = 1. */
+typedef struct pc_step_shape {
+    int B, T, N, P;
+    int training;
+    pc_rng *rng;
+} pc_step_shape;
+
+pc_site pc_site_begin(pc_site_kind kind, int layer, int index, const pc_step_shape *s);
+void pc_hooks_forward(const pc_hook_list *list, pc_site *site, int phase);
+void pc_hooks_backward(const pc_hook_list *list, pc_site *site, int phase);
+/* INPUT hooks over token embeddings x [B,T,C]: each fills its virtual rows, in registration order. */
+void pc_input_hooks_forward(pc_model *m, float *x, const pc_step_shape *s);
+/* y [N,out] = W·x + b with the projection's PRE and POST hooks; remembers the product's input for backward. */
+void pc_linear_site_forward(pc_model *m, pc_linear *lin, float *y, const float *x, const pc_step_shape *s);
+void pc_norm_forward(const pc_model *m, float *out, float *mean, float *rstd, const float *x, const pc_param *w,
+                     const pc_param *b, int N);
+/* SUBLAYER POST hooks on a sublayer's output (in: what the sublayer read). */
+void pc_sublayer_hooks_forward(pc_model *m, int l, int which, const pc_step_shape *s, const float *in, float *out);
+/* The MLP of layer l on ln [N,C] into out [N,C] (h1, h2, act [N,I] are kept for backward), with its hooks. */
+void pc_mlp_forward(pc_model *m, int l, const pc_step_shape *s, const float *ln, float *h1, float *h2, float *act,
+                    float *out);
+
 #endif
