@@ -66,10 +66,10 @@ pc_status pc_merged_model_write(const pc_model *m, const char *out_dir, pc_error
 /* ---- GGUF LoRA ---------------------------------------------------------------------------------------- */
 
 const char *pc_gguf_arch_name(const pc_model *m) {
-    /* llama.cpp's LLM_ARCH names (src/llama-arch.cpp) happen to equal the HF model_type for these three. */
-    static const char *known[] = {"llama", "qwen2", "gpt2", NULL};
-    for (int i = 0; known[i]; i++)
-        if (!strcmp(m->cfg.arch->model_type, known[i])) return known[i];
+    /* llama.cpp's LLM_ARCH names (src/llama-arch.cpp); convert_hf_to_gguf.py writes Mistral as "llama". */
+    static const char *const map[][2] = {{"llama", "llama"}, {"mistral", "llama"}, {"qwen2", "qwen2"}, {"gpt2", "gpt2"}};
+    for (size_t i = 0; i < sizeof map / sizeof map[0]; i++)
+        if (!strcmp(m->cfg.arch->model_type, map[i][0])) return map[i][1];
     return NULL;
 }
 
@@ -136,7 +136,8 @@ static pc_status export_target(pc_gguf_writer *w, const pc_method *lora, const e
     for (size_t k = 0; k < nb; k++) b[k] = fabs(fold - 1.0) < 1e-12 ? b_src[k] : (float)(b_src[k] * fold);
     const float *b_out = b;
     int heads = lin->role == PC_LIN_Q ? lora->model->cfg.n_heads : lora->model->cfg.n_kv_heads;
-    if (!strcmp(lora->model->cfg.arch->model_type, "llama") && (lin->role == PC_LIN_Q || lin->role == PC_LIN_K)) {
+    const char *gguf_arch = pc_gguf_arch_name(lora->model);
+    if (gguf_arch && !strcmp(gguf_arch, "llama") && (lin->role == PC_LIN_Q || lin->role == PC_LIN_K)) {
         permute_rows(permuted, b, out, r, heads);
         b_out = permuted;
     }

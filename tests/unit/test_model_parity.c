@@ -2,7 +2,10 @@
  * llama with tied embeddings, qwen2, gpt2, and a BF16 llama), peftc must reproduce the loss and logits
  * within 1e-5 relative and every parameter gradient within 1e-4 relative. */
 #include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "core/alloc.h"
 #include "io/safetensors.h"
@@ -99,7 +102,61 @@ static void check_case(const char *name, const char *model_sub, const char *gold
     pc_safetensors_close(&g);
 }
 
+/* model_type "mistral" is llama's computation: the llama golden with only the type changed must match. */
+static void check_mistral_alias(void) {
+    char src[4096], dir[] = "/tmp/peftc_mistral_XXXXXX", path[4200], link_to[4200];
+    snprintf(src, sizeof src, "%s/tests/golden/data/llama_gqa/model/config.json", test_source_dir());
+    if (!mkdtemp(dir)) {
+        test_fail_setup("mkdtemp");
+        return;
+    }
+    FILE *in = fopen(src, "rb");
+    snprintf(path, sizeof path, "%s/config.json", dir);
+    FILE *out = fopen(path, "wb");
+    char text[8192];
+    size_t n = in ? fread(text, 1, sizeof text - 1, in) : 0;
+    text[n] = '\0';
+    char *type = strstr(text, "\"llama\"");
+    if (!in || !out || !type) {
+        test_fail_setup("cannot rewrite %s", src);
+    } else {
+        fwrite(text, 1, (size_t)(type - text), out);
+        fputs("\"mistral\"", out);
+        fputs(type + 7, out);
+    }
+    if (in) fclose(in);
+    if (out) fclose(out);
+    snprintf(link_to, sizeof link_to, "%s/tests/golden/data/llama_gqa/model/model.safetensors", test_source_dir());
+    snprintf(path, sizeof path, "%s/model.safetensors", dir);
+    CHECK(symlink(link_to, path) == 0, "symlink weights");
+    pc_error err = {0};
+    pc_model *m = NULL;
+    CHECK(pc_model_load(&m, dir, PC_BASE_F32, &err) == PC_OK, "mistral: %s", err.msg);
+    if (m) {
+        CHECK(strcmp(m->cfg.arch->model_type, "mistral") == 0, "mistral row");
+        char gpath[4096];
+        snprintf(gpath, sizeof gpath, "%s/tests/golden/data/llama_gqa/golden.safetensors", test_source_dir());
+        pc_safetensors g;
+        if (pc_safetensors_open(&g, gpath, &err) == PC_OK) {
+            pc_model_batch b;
+            batch_from_golden(&g, &b);
+            pc_forward_result res;
+            CHECK(pc_model_forward(m, &b, &res, &err) == PC_OK, "mistral forward: %s", err.msg);
+            const float *want = golden(&g, "loss", NULL);
+            float loss = (float)(res.loss_sum / (double)res.n_targets);
+            CHECK(want && fabs(loss - want[0]) <= 1e-5 * fabs(want[0]), "mistral loss %.9g want %.9g", loss, want ? want[0] : NAN);
+            pc_safetensors_close(&g);
+        }
+        pc_model_free(m);
+    }
+    unlink(path);
+    snprintf(path, sizeof path, "%s/config.json", dir);
+    unlink(path);
+    rmdir(dir);
+}
+
 int main(void) {
+    check_mistral_alias();
     check_case("llama_gqa", "model", "golden.safetensors", 1e-5);
     check_case("llama_tied", "model", "golden.safetensors", 1e-5);
     check_case("qwen2", "model", "golden.safetensors", 1e-5);
