@@ -97,8 +97,10 @@ echo "# torch $("$PYTHON" -c 'import torch; print(torch.__version__)') on BLAS" 
      "$("${TORCH_ENV[@]}" "$PYTHON" -c 'import sys; sys.path.insert(0, sys.argv[1]); import torch, torch_lora_step as t; print(t.blas_in_use())' "$HERE")," \
      "peftc $("$PEFTC_BIN" --version | cut -d' ' -f2)"
 echo
-echo "| model | B x T | LoRA r=8 on | peftc tok/s | PyTorch tok/s | tok/s ratio | peftc RSS MB | PyTorch RSS MB | RSS ratio | peftc GFLOP/s |"
-echo "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+# "CPU ratio": tokens per CPU-second (all threads), peftc over PyTorch — the comparison that stays meaningful
+# when other jobs take a different share of the cores during the two runs.
+echo "| model | B x T | LoRA r=8 on | peftc tok/s | PyTorch tok/s | tok/s ratio | CPU ratio | peftc RSS MB | PyTorch RSS MB | RSS ratio | peftc GFLOP/s |"
+echo "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
 set -- $GRID
 while [ $# -ge 3 ]; do
     model=$1 shape=$2 kind=$3
@@ -113,9 +115,10 @@ while [ $# -ge 3 ]; do
     pt=$(echo "$p" | json_field tokens_per_s) tt=$(echo "$t" | json_field tokens_per_s)
     pr=$(echo "$p" | json_field peak_rss_mb) tr=$(echo "$t" | json_field peak_rss_mb)
     pg=$(echo "$p" | json_field gflops_per_s)
+    pc=$(echo "$p" | json_field cpu_s_per_step) tc=$(echo "$t" | json_field cpu_s_per_step)
     awk -v m="$model" -v s="$shape" -v k="$([ "$kind" = all ] && echo all linear || echo q,v)" \
-        -v pt="$pt" -v tt="$tt" -v pr="$pr" -v tr="$tr" -v pg="$pg" \
-        'BEGIN { printf "| %s | %s | %s | %.1f | %.1f | **%.2fx** | %.0f | %.0f | **%.3fx** | %.1f |\n", m, s, k, pt, tt, pt / tt, pr, tr, pr / tr, pg }'
+        -v pt="$pt" -v tt="$tt" -v pr="$pr" -v tr="$tr" -v pg="$pg" -v pc="$pc" -v tc="$tc" \
+        'BEGIN { printf "| %s | %s | %s | %.1f | %.1f | **%.2fx** | %.2fx | %.0f | %.0f | **%.3fx** | %.1f |\n", m, s, k, pt, tt, pt / tt, tc / pc, pr, tr, pr / tr, pg }'
 done
 echo
 echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg); raw results: $OUT/results.jsonl"

@@ -193,6 +193,12 @@ def attach_lora(model, model_type, targets, r, alpha):
     return params
 
 
+def cpu_seconds():
+    """User + system CPU time of this process, all threads (as peftc bench's cpu_s_per_step)."""
+    ru = resource.getrusage(resource.RUSAGE_SELF)
+    return ru.ru_utime + ru.ru_stime
+
+
 def blas_in_use():
     """Which BLAS library this process mapped (Debian's python3-torch calls the system libblas.so.3, which is
     the slow reference netlib BLAS unless OpenBLAS/BLIS is installed as the alternative)."""
@@ -230,7 +236,10 @@ def main():
     opt = torch.optim.AdamW(params, lr=1e-4, weight_decay=0.0)
     V = c["vocab_size"]
     times = []
+    cpu0 = 0.0
     for i in range(a.warmup + a.steps):
+        if i == a.warmup:
+            cpu0 = cpu_seconds()
         ids = torch.randint(0, V, (a.batch, a.seq_len))
         t0 = time.perf_counter()
         opt.zero_grad(set_to_none=True)
@@ -241,11 +250,13 @@ def main():
         opt.step()
         if i >= a.warmup:
             times.append(time.perf_counter() - t0)
+    cpu_per_step = (cpu_seconds() - cpu0) / a.steps
     med = statistics.median(times)
     print(json.dumps({
         "tokens_per_s": a.batch * a.seq_len / med,
         "step_s_median": med,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
+        "cpu_s_per_step": cpu_per_step,
         "trainable_params": sum(p.numel() for p in params),
         "threads": torch.get_num_threads(),
         "torch": torch.__version__,
