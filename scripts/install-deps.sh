@@ -2,14 +2,15 @@
 # install-deps.sh — install the Debian packages peftc builds and tests with (idempotent; needs root or sudo).
 #   scripts/install-deps.sh            build + test dependencies
 #   scripts/install-deps.sh --goldens  also python3-torch, to regenerate tests/golden with gen_goldens.py
-#   scripts/install-deps.sh --bench    also python3-torch, for the side-by-side PyTorch benchmark
+#   scripts/install-deps.sh --bench    also python3-torch and OpenBLAS, for the side-by-side PyTorch benchmark
 set -euo pipefail
 
 packages=(build-essential cmake pkg-config libcjson-dev libdnnl-dev libpcre2-dev libutf8proc-dev nodejs npm
           clang libclang-rt-14-dev)
 for arg in "$@"; do
     case "$arg" in
-    --goldens | --bench) packages+=(python3 python3-torch python3-numpy) ;;
+    --goldens) packages+=(python3 python3-torch python3-numpy) ;;
+    --bench) packages+=(python3 python3-torch python3-numpy libopenblas0-pthread) ;; # a fair PyTorch baseline
     *) echo "install-deps.sh: unknown option '$arg'" >&2; exit 2 ;;
     esac
 done
