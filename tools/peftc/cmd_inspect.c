@@ -328,7 +328,10 @@ static void print_value(const cJSON *v) {
     if (cJSON_IsString(v)) {
         fputs(v->valuestring, stdout);
     } else if (cJSON_IsNumber(v)) {
-        printf("%.10g", v->valuedouble);
+        double d = v->valuedouble;
+        /* Counts and ids exactly; other numbers to ten digits. */
+        if (d > -1e15 && d < 1e15 && (double)(long long)d == d) printf("%lld", (long long)d);
+        else printf("%.10g", d);
     } else if (cJSON_IsArray(v) && v->child && cJSON_IsString(v->child)) {
         for (const cJSON *c = v->child; c; c = c->next) printf("%s%s", c == v->child ? "" : ", ", c->valuestring);
     } else if (cJSON_IsArray(v) && (!v->child || cJSON_IsNumber(v->child))) {
@@ -354,8 +357,11 @@ static void print_tensors(const cJSON *list, int limit) {
     for (const cJSON *t = list->child; t && i < shown; t = t->next, i++) {
         printf("  %-*s", width, t->child->valuestring);
         for (const cJSON *f = t->child->next; f; f = f->next) {
-            fputs("  ", stdout);
-            print_value(f);
+            if (cJSON_IsString(f)) printf("  %-5s", f->valuestring); /* dtype column: F32, BF16, Q8_0 */
+            else {
+                fputs("  ", stdout);
+                print_value(f);
+            }
         }
         putchar('\n');
     }
