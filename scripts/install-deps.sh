@@ -5,7 +5,7 @@
 #   scripts/install-deps.sh --bench    also python3-torch and OpenBLAS, for the side-by-side PyTorch benchmark
 set -euo pipefail
 
-packages=(build-essential cmake pkg-config libcjson-dev libdnnl-dev libpcre2-dev libutf8proc-dev nodejs npm
+packages=(build-essential cmake pkg-config libcjson-dev libdnnl-dev libpcre2-dev libutf8proc-dev nodejs npm python3
           clang libclang-rt-14-dev)
 for arg in "$@"; do
     case "$arg" in
@@ -19,13 +19,17 @@ missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
-# node/npm may come from outside Debian (nvm, the machine image): accept any working ones.
-if command -v node >/dev/null && command -v npm >/dev/null; then
-    missing=("${missing[@]/nodejs/}")
-    missing=("${missing[@]/npm/}")
-fi
+# node/npm and python3 (some test scripts edit fixture files with it) may come from outside Debian (nvm,
+# pyenv, the machine image): accept any working ones.
+provided() {
+    case "$1" in
+    nodejs) command -v node >/dev/null ;;
+    npm | python3) command -v "$1" >/dev/null ;;
+    *) return 1 ;;
+    esac
+}
 want=()
-for p in "${missing[@]}"; do [ -n "$p" ] && want+=("$p"); done
+for p in "${missing[@]}"; do provided "$p" || want+=("$p"); done
 [ ${#want[@]} -eq 0 ] && exit 0
 
 sudo=""
