@@ -43,6 +43,18 @@ train() { # train OUT [extra options], in the foreground
 rand_delay() { # a random delay in [0, $1] seconds
     awk -v r=$RANDOM -v d="$1" 'BEGIN { printf "%.3f", r / 32767 * d }'
 }
+# SIGKILL pid at a random moment of its run, placed by progress rather than by the clock (a loaded machine
+# makes run times vary several-fold): wait until checkpoint-K exists for a random K (K = 0: no wait), then a
+# random delay of up to an eighth of a run, which lands anywhere in the following steps and checkpoint writes.
+kill_mid_run() { # kill_mid_run PID OUT
+    local k=$((RANDOM % (STEPS - 3))) polls=0
+    while [ "$k" -gt 0 ] && [ ! -d "$2/checkpoint-$k" ] && kill -0 "$1" 2>/dev/null && [ $polls -lt 3000 ]; do
+        sleep 0.01
+        polls=$((polls + 1))
+    done
+    sleep "$(rand_delay "$(awk -v d="$duration" 'BEGIN { printf "%.3f", d / 8 }')")"
+    kill -9 "$1" 2>/dev/null
+}
 same_adapter() { # same_adapter DIR: DIR's adapter files equal the reference's byte for byte
     cmp -s "$work/ref/adapter_model.safetensors" "$1/adapter_model.safetensors" &&
         cmp -s "$work/ref/adapter_config.json" "$1/adapter_config.json"
@@ -67,8 +79,7 @@ for round in $(seq 1 "$ROUNDS"); do
     set_args "$out"
     "$BIN" "${ARGS[@]}" 2>"$work/err_$round" &
     pid=$!
-    sleep "$(rand_delay "$duration")"
-    kill -9 $pid 2>/dev/null
+    kill_mid_run $pid "$out"
     wait $pid 2>/dev/null
     rc=$?
     [ $rc -eq 137 ] && kills_landed=$((kills_landed + 1))
@@ -85,8 +96,7 @@ for round in $(seq 1 "$ROUNDS"); do
         "$BIN" "${ARGS[@]}" 2>"$work/err_$round" &
         pid=$!
         if [ $attempts -le 4 ] && [ $((RANDOM % 3)) -eq 0 ]; then
-            sleep "$(rand_delay "$duration")"
-            kill -9 $pid 2>/dev/null
+            kill_mid_run $pid "$out"
         fi
         wait $pid 2>/dev/null
         rc=$?
