@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The hostile-input catalogue through the CLI (issue #7): model directories, adapter directories,
-# tokenizer.json, JSONL data and GGUF files, each broken in one way from a valid golden copy. Every case must
+# tokenizer.json, JSONL data and GGUF files (via peftc inspect), each broken in one way from a valid golden copy. Every case must
 # end with the documented exit status, stderr of exactly ONE line "peftc: error: ..." that names the file and
 # the place (tensor, field, line), nothing on stdout, and nothing written at --out.
 #   Env: PEFTC_BIN (the peftc binary), PEFTC_SOURCE_DIR (the checkout). Needs python3 (stdlib only).
@@ -350,9 +350,9 @@ expect 1 "$d" "line 3" train_on "$work/good.jsonl" --eval "$d"
 case_ data_missing_file
 expect 1 "$work/absent.jsonl" "" train_on "$work/absent.jsonl"
 
-# ---------------------------------------------------------------- GGUF (peftc inspect, once it exists)
-# The GGUF reader's byte-level catalogue is tests/unit/test_io_hostile.c; through the CLI only 'inspect'
-# reads GGUF, and until it lands these cases are reported as pending rather than passed.
+# ---------------------------------------------------------------- GGUF (peftc inspect)
+# The GGUF reader's byte-level catalogue is tests/unit/test_io_hostile.c; through the CLI 'inspect' reads GGUF
+# (header: magic, version, tensor count, kv count, then the first key's length at byte 24).
 if "$BIN" inspect --help >/dev/null 2>&1; then
     gguf="$SRC/tests/hostile/files/io_python.gguf"
     case_ gguf_bad_magic
@@ -360,9 +360,31 @@ if "$BIN" inspect --help >/dev/null 2>&1; then
     expect 1 "$f" "magic" "$BIN" inspect "$f"
     case_ gguf_truncated
     f="$work/trunc.gguf"; head -c 40 "$gguf" >"$f"
-    expect 1 "$f" "" "$BIN" inspect "$f"
+    expect 1 "$f" "kv count" "$BIN" inspect "$f"
+    # gguf_patch FILE OFFSET FORMAT VALUE: overwrite one little-endian field of a copy of the valid file.
+    gguf_patch() {
+        python3 - "$gguf" "$@" <<'PYEOF'
+import struct, sys
+src, dst, offset, fmt, value = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4], int(sys.argv[5])
+data = bytearray(open(src, "rb").read())
+struct.pack_into(fmt, data, offset, value)
+open(dst, "wb").write(bytes(data))
+PYEOF
+    }
+    case_ gguf_bad_version
+    f="$work/version.gguf"; gguf_patch "$f" 4 '<I' 99
+    expect 1 "$f" "version" "$BIN" inspect "$f"
+    case_ gguf_huge_tensor_count
+    f="$work/tensors.gguf"; gguf_patch "$f" 8 '<Q' 1152921504606846976
+    expect 1 "$f" "header" "$BIN" inspect "$f"
+    case_ gguf_huge_kv_count
+    f="$work/kvs.gguf"; gguf_patch "$f" 16 '<Q' 4294967296
+    expect 1 "$f" "kv count" "$BIN" inspect "$f"
+    case_ gguf_key_length_past_end
+    f="$work/keylen.gguf"; gguf_patch "$f" 24 '<Q' 100000
+    expect 1 "$f" "kv 0" "$BIN" inspect "$f"
 else
-    echo "pending: GGUF cases (peftc inspect is not implemented yet)"
+    fail "peftc inspect does not run: the GGUF cases cannot"
 fi
 
 echo "$passed passed, $failed failed"
