@@ -28,7 +28,12 @@
  * turns into min/max, and the underflow to 0 is a bit mask. */
 static inline float pc_exp_approx(float x) {
     float t = x * 1.44269504088896341f;
-    int n = (int)(t + __builtin_copysignf(0.5f, t)); /* round to nearest; −inf gives INT_MIN on x86 */
+    /* Clamp before the conversion: a float outside int's range (±inf) or NaN converted to int is undefined
+     * behaviour (clang's UBSan reports it). NaN fails the first comparison and becomes −130; x stays NaN, so
+     * the result is still NaN below. */
+    t = t > -130.0f ? t : -130.0f;
+    t = t < 130.0f ? t : 130.0f;
+    int n = (int)(t + __builtin_copysignf(0.5f, t)); /* round to nearest */
     n = n < -127 ? -127 : n;
     n = n > 127 ? 127 : n;
     float fn = (float)n;
