@@ -136,6 +136,8 @@ pc_status pc_model_forward_backward(pc_model *m, const pc_model_batch *b, float 
 /* Logits of the last forward for every position: [B, T_total, V] (parity tests). */
 pc_status pc_model_logits(pc_model *m, float *logits, pc_error *err);
 int pc_model_total_len(const pc_model *m, int T); /* T plus the virtual tokens of the input hooks */
+/* The longest real sequence a batch row may have: max_position_embeddings less virtual tokens and prefixes. */
+int pc_model_max_seq_len(const pc_model *m);
 
 /* ---- decoding (model_decode.c): generation with a key/value cache ------------------------------------
  * One sequence (B = 1). The cache holds, per layer, the keys and values of every position seen so far

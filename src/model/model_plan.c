@@ -17,6 +17,15 @@ static int layer_prefix_len(const pc_layer *L) {
     return n;
 }
 
+int pc_model_max_seq_len(const pc_model *m) {
+    int n_prefix = 0;
+    for (int l = 0; l < m->cfg.n_layers; l++) {
+        int p = layer_prefix_len(&m->layers[l]);
+        if (p > n_prefix) n_prefix = p;
+    }
+    return m->cfg.max_positions - pc_model_total_len(m, 0) - n_prefix;
+}
+
 void pc_model_plan_free(pc_model *m) {
     if (!m->acts) return;
     pc_arena_free(&m->acts->arena);

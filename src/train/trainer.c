@@ -7,6 +7,7 @@
 
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "core/alloc.h"
@@ -85,6 +86,32 @@ static pc_status resume(trainer *t, pc_train_result *res, pc_error *err) {
     t->rng = cs.rng;
     res->resumed_from = step;
     return PC_OK;
+}
+
+/* A resumed run keeps the metrics lines of the steps its checkpoint covers and drops the rest (steps that
+ * will be trained again, and a last line a kill may have cut short), so the log reads as one run. */
+static pc_status trim_metrics(const char *path, long step, pc_error *err) {
+    if (!pc_path_exists(path)) return PC_OK;
+    char *text;
+    size_t len;
+    PC_TRY(pc_read_file(path, &text, &len, err));
+    pc_atomic_file af;
+    pc_status st = pc_atomic_open(&af, path, err);
+    for (size_t start = 0; st == PC_OK && start < len;) {
+        const char *nl = memchr(text + start, '\n', len - start);
+        if (!nl) break; /* an unfinished last line */
+        size_t end = (size_t)(nl - text) + 1;
+        const char *key = strstr(text + start, "\"step\": ");
+        long line_step = key && key < nl ? strtol(key + 8, NULL, 10) : step + 1;
+        if (line_step <= step) st = pc_atomic_write(&af, text + start, end - start, err);
+        start = end;
+    }
+    pc_free(text);
+    if (st != PC_OK) {
+        pc_atomic_abort(&af);
+        return st;
+    }
+    return pc_atomic_commit(&af, err);
 }
 
 static void log_metrics(trainer *t, const char *kind, double loss, double lr, double gnorm, double tps) {
@@ -168,8 +195,9 @@ pc_status pc_train(pc_model *model, pc_method **methods, int n_methods, const pc
     char path[4096];
     if (st == PC_OK) {
         snprintf(path, sizeof path, "%s/metrics.jsonl", opt->out_dir);
-        t.metrics = fopen(path, t.step > 0 ? "a" : "w");
-        if (!t.metrics) st = pc_fail(err, PC_ERR_IO, "%s: cannot open for writing", path);
+        if (t.step > 0) st = trim_metrics(path, t.step, err);
+        t.metrics = st == PC_OK ? fopen(path, t.step > 0 ? "a" : "w") : NULL;
+        if (st == PC_OK && !t.metrics) st = pc_fail(err, PC_ERR_IO, "%s: cannot open for writing", path);
     }
     double start = pc_time_now(), loss = 0.0, gnorm = 0.0;
     long start_tokens = t.tokens;

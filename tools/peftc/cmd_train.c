@@ -201,6 +201,9 @@ int cmd_train(int argc, char **argv) {
     pc_status st = config && !cli_get(&a, "--model") ? cli_create_model_from_config(&s, config, &a, o.seed, &err)
                                                       : cli_load_model(&s, &a, &err);
     if (st == PC_OK) st = attach_methods(&s, &a, o.seed, &err);
+    /* Without --seq-len, rows are as long as the default allows and the model can take. */
+    if (st == PC_OK && !cli_get(&a, "--seq-len") && o.seq_len > pc_model_max_seq_len(s.model))
+        o.seq_len = pc_model_max_seq_len(s.model);
     if (st == PC_OK) st = cli_load_dataset(&s, data, o.seq_len, &train, &err);
     if (st == PC_OK && eval_path) st = cli_load_dataset(&s, eval_path, o.seq_len, &eval, &err);
     if (st == PC_OK) {
