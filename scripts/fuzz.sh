@@ -28,6 +28,7 @@ targets="${FUZZ_TARGETS:-$(cd "$src/tests/fuzz" && ls fuzz_*.c | sed 's/\.c$//' 
 cmake --build "$build" -j "$jobs" --target $targets >"$build/build.log" 2>&1 || { tail -n 40 "$build/build.log" >&2; exit 2; }
 
 status=0
+passed=0 failed=0
 for t in $targets; do
     corpus="$build/corpus/$t"
     crashes="$build/crashes/$t"
@@ -40,8 +41,11 @@ for t in $targets; do
         echo "!! $t failed; see $build/$t.log and $crashes/" >&2
         tail -n 40 "$build/$t.log" >&2
         status=1
+        failed=$((failed + 1))
     else
         grep -E "stat::number_of_executed_units|stat::peak_rss_mb|cov:" "$build/$t.log" | tail -n 3
+        passed=$((passed + 1))
     fi
 done
+echo "fuzz: $passed passed, $failed failed"
 exit $status
