@@ -72,7 +72,8 @@ typedef struct pc_model {
     pc_planner *planners;
     int n_planners, cap_planners;
     pc_matmul *mm;
-    float *rope_cos, *rope_sin; /* [max_positions, head_dim/2] */
+    float *rope_cos, *rope_sin; /* [rope_positions, head_dim/2], grown on demand up to max_positions */
+    int rope_positions;
     pc_model_acts *acts;
     pc_step_profile *profile;   /* NULL unless someone (bench) wants per-phase timings; not owned */
 } pc_model;
@@ -136,6 +137,9 @@ pc_status pc_model_forward_backward(pc_model *m, const pc_model_batch *b, float 
 /* Logits of the last forward for every position: [B, T_total, V] (parity tests). */
 pc_status pc_model_logits(pc_model *m, float *logits, pc_error *err);
 int pc_model_total_len(const pc_model *m, int T); /* T plus the virtual tokens of the input hooks */
+/* Make the rotary tables cover positions 0 … n−1 (n ≤ max_positions). Tables start small and grow when a
+ * plan or a KV cache needs more, so a config claiming millions of positions costs nothing until used. */
+pc_status pc_model_ensure_positions(pc_model *m, int n, pc_error *err);
 /* The longest real sequence a batch row may have: max_position_embeddings less virtual tokens and prefixes. */
 int pc_model_max_seq_len(const pc_model *m);
 

@@ -269,6 +269,7 @@ pc_status pc_model_decode(pc_model *m, pc_kv_cache *c, const int32_t *ids, int n
      * planners; an activation plan for (1, max_chunk) — a no-op when a larger one exists — keeps the two in
      * step (so a method never sees more rows than it was planned for). */
     PC_TRY(pc_model_plan(m, 1, c->max_chunk, 0, err));
+    PC_TRY(pc_model_ensure_positions(m, c->cap, err)); /* every position the cache can reach */
     for (int done = 0; done < n;) {
         int k = n - done < c->max_chunk ? n - done : c->max_chunk;
         chunk_forward(m, c, ids + done, k, done + k == n ? logits : NULL);

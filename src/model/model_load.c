@@ -132,14 +132,7 @@ static pc_status init_common(pc_model *m, pc_error *err) {
     PC_TRY(build_table(m, err));
     PC_TRY(alloc_block(m, err));
     PC_TRY(pc_matmul_create(&m->mm, err));
-    if (m->cfg.arch->rope) {
-        size_t half = (size_t)m->cfg.head_dim / 2, n = (size_t)m->cfg.max_positions * half;
-        m->rope_cos = pc_malloc(n * sizeof(float));
-        m->rope_sin = pc_malloc(n * sizeof(float));
-        if (!m->rope_cos || !m->rope_sin) return pc_fail(err, PC_ERR_NOMEM, "out of memory: rope tables");
-        rope_table_init(m->rope_cos, m->rope_sin, m->cfg.max_positions, m->cfg.head_dim, m->cfg.rope_theta);
-    }
-    return PC_OK;
+    return pc_model_ensure_positions(m, m->cfg.max_positions < 4096 ? m->cfg.max_positions : 4096, err);
 }
 
 /* Copy one file tensor into the compute tensor, converting dtype and undoing the Conv1D layout. */
@@ -347,6 +340,27 @@ void pc_model_free(pc_model *m) {
     pc_free(m->config_path);
     pc_free(m->planners);
     pc_free(m);
+}
+
+pc_status pc_model_ensure_positions(pc_model *m, int n, pc_error *err) {
+    if (!m->cfg.arch->rope || n <= m->rope_positions) return PC_OK;
+    if (n > m->cfg.max_positions)
+        return pc_fail(err, PC_ERR_USAGE, "%d positions exceed the model's max_position_embeddings %d", n, m->cfg.max_positions);
+    size_t count = (size_t)n * (size_t)(m->cfg.head_dim / 2);
+    float *cos_table = pc_malloc(count * sizeof(float)), *sin_table = pc_malloc(count * sizeof(float));
+    if (!cos_table || !sin_table) {
+        pc_free(cos_table);
+        pc_free(sin_table);
+        return pc_fail(err, PC_ERR_NOMEM, "out of memory: rotary tables for %d positions", n);
+    }
+    /* Each position's angles depend only on the position, so a longer table agrees with a shorter one. */
+    rope_table_init(cos_table, sin_table, n, m->cfg.head_dim, m->cfg.rope_theta);
+    pc_free(m->rope_cos);
+    pc_free(m->rope_sin);
+    m->rope_cos = cos_table;
+    m->rope_sin = sin_table;
+    m->rope_positions = n;
+    return PC_OK;
 }
 
 pc_param *pc_model_find_param(pc_model *m, const char *name) {

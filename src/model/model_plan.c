@@ -139,6 +139,7 @@ pc_status pc_model_plan(pc_model *m, int B, int T, int training, pc_error *err) 
     if (max_pos > m->cfg.max_positions)
         return pc_fail(err, PC_ERR_USAGE, "sequence of %ld positions exceeds the model's max_position_embeddings %d",
                        max_pos, m->cfg.max_positions);
+    PC_TRY(pc_model_ensure_positions(m, (int)max_pos, err));
     a = pc_calloc(1, sizeof *a);
     if (!a) return pc_fail(err, PC_ERR_NOMEM, "out of memory: activation plan");
     m->acts = a;
