@@ -129,6 +129,16 @@ static void attention_sublayer_forward(pc_model *m, int l, const pc_step_shape *
     pc_sublayer_hooks_forward(m, l, PC_SUBLAYER_ATTN, s, A->ln1, a->sub_out);
 }
 
+/* SUBLAYER hooks backward: d_sub (the sublayer output's gradient) may be rewritten, d_ln accumulated into. */
+static void sublayer_hooks_backward(pc_model *m, int l, int which, const pc_step_shape *s, const float *in) {
+    pc_site sub = pc_site_begin(PC_SITE_SUBLAYER, l, which, s);
+    sub.in = in;
+    sub.in_dim = sub.out_dim = m->cfg.hidden;
+    sub.d_out = m->acts->d_sub;
+    sub.d_in = m->acts->d_ln;
+    pc_hooks_backward(&m->layers[l].sublayer[which], &sub, PC_PHASE_POST);
+}
+
 /* Reads a->d_sub (gradient of the sublayer output); accumulates the gradient of ln1 into a->d_ln. */
 static void attention_sublayer_backward(pc_model *m, int l, const pc_step_shape *s) {
     const pc_model_config *c = &m->cfg;
@@ -137,12 +147,7 @@ static void attention_sublayer_backward(pc_model *m, int l, const pc_step_shape 
     pc_layer_acts *A = &a->layers[l];
     size_t N = (size_t)s->N;
     int qd = c->n_heads * c->head_dim, kvd = c->n_kv_heads * c->head_dim;
-    pc_site sub = pc_site_begin(PC_SITE_SUBLAYER, l, PC_SUBLAYER_ATTN, s);
-    sub.in = A->ln1;
-    sub.in_dim = sub.out_dim = c->hidden;
-    sub.d_out = a->d_sub;
-    sub.d_in = a->d_ln;
-    pc_hooks_backward(&L->sublayer[PC_SUBLAYER_ATTN], &sub, PC_PHASE_POST);
+    sublayer_hooks_backward(m, l, PC_SUBLAYER_ATTN, s, A->ln1);
     memset(a->d_att, 0, sizeof(float) * N * (size_t)qd);
     linear_backward(m, &L->lin[PC_LIN_O], a->d_sub, a->d_att, s);
     pc_site ho = pc_site_begin(PC_SITE_HEAD_OUT, l, 0, s);
@@ -193,12 +198,7 @@ static void mlp_sublayer_backward(pc_model *m, int l, const pc_step_shape *s) {
     pc_layer *L = &m->layers[l];
     pc_layer_acts *A = &a->layers[l];
     long n = (long)s->N * c->intermediate;
-    pc_site sub = pc_site_begin(PC_SITE_SUBLAYER, l, PC_SUBLAYER_MLP, s);
-    sub.in = A->ln2;
-    sub.in_dim = sub.out_dim = c->hidden;
-    sub.d_out = a->d_sub;
-    sub.d_in = a->d_ln;
-    pc_hooks_backward(&L->sublayer[PC_SUBLAYER_MLP], &sub, PC_PHASE_POST);
+    sublayer_hooks_backward(m, l, PC_SUBLAYER_MLP, s, A->ln2);
     memset(a->d_act, 0, sizeof(float) * (size_t)n);
     linear_backward(m, &L->lin[PC_LIN_DOWN], a->d_sub, a->d_act, s);
     memset(a->d_h1, 0, sizeof(float) * (size_t)n);
