@@ -147,3 +147,15 @@ const pc_st_entry *pc_weight_files_find(const pc_weight_files *wf, const char *n
     }
     return NULL;
 }
+
+pc_status pc_copy_tokenizer_files(const char *from_dir, const char *to_dir, pc_error *err) {
+    static const char *const names[] = {"tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
+                                        "vocab.json", "merges.txt", "generation_config.json", NULL};
+    for (int i = 0; names[i]; i++) {
+        char from[4096], to[4096];
+        if (pc_path_join(from, sizeof from, from_dir, names[i]) || pc_path_join(to, sizeof to, to_dir, names[i]))
+            return pc_fail(err, PC_ERR_USAGE, "%s: path too long", to_dir);
+        if (pc_path_exists(from)) PC_TRY(pc_copy_file_atomic(from, to, err));
+    }
+    return PC_OK;
+}

@@ -5,10 +5,9 @@
 #include "core/alloc.h"
 #include "core/fileio.h"
 #include "io/safetensors.h"
+#include "io/weights.h"
 #include "model/model.h"
 
-static const char *tokenizer_files[] = {"tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
-                                        "vocab.json", "merges.txt", "generation_config.json", NULL};
 
 /* One converted copy of a tensor in the file's dtype and layout; freed by the caller. */
 static void *file_copy(const pc_param *p, pc_dtype dtype) {
@@ -72,11 +71,6 @@ pc_status pc_model_save(const pc_model *m, const char *dir, pc_dtype dtype, pc_e
         if (pc_path_join(path, sizeof path, dir, "config.json")) return pc_fail(err, PC_ERR_USAGE, "%s: path too long", dir);
         st = pc_copy_file_atomic(m->config_path, path, err);
     }
-    for (int i = 0; st == PC_OK && m->dir && tokenizer_files[i]; i++) {
-        char src[4096];
-        if (pc_path_join(src, sizeof src, m->dir, tokenizer_files[i]) || pc_path_join(path, sizeof path, dir, tokenizer_files[i]))
-            return pc_fail(err, PC_ERR_USAGE, "%s: path too long", dir);
-        if (pc_path_exists(src)) st = pc_copy_file_atomic(src, path, err);
-    }
+    if (st == PC_OK && m->dir) st = pc_copy_tokenizer_files(m->dir, dir, err);
     return st;
 }

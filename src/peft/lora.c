@@ -6,6 +6,7 @@
  *
  * The product x·A is computed once per step and reused by backward. A is kaiming-uniform, B zero, m the
  * row norms of W (so the adapter starts as the identity). */
+#include <assert.h>
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
@@ -217,7 +218,7 @@ static void lora_forward(void *owner, pc_site *site) {
     const pc_linear *lin = t->lin;
     pc_matmul *mm = m->model->mm;
     int N = site->N;
-    if (!t->xa) return; /* not planned: a programming error caught by tests */
+    assert(t->xa && "lora: forward before the model planned its buffers"); /* planners run with every plan */
     const float *A = pc_params_data(&m->params, t->a), *Bm = pc_params_data(&m->params, t->b);
     const float *x = apply_dropout(s, t, site);
     pc_gemm(mm, 0, 1, N, t->r, lin->in, 1.0f, x, lin->in, A, lin->in, 0.0f, t->xa, t->r);

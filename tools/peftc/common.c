@@ -6,6 +6,7 @@
 
 #include "core/fileio.h"
 #include "io/json.h"
+#include "io/weights.h"
 
 static pc_status parse_base_dtype(const cli_args *a, pc_base_dtype *out, pc_error *err) {
     const char *v = cli_get(a, "--base-dtype");
@@ -162,8 +163,6 @@ void cli_print_json(cJSON *obj) {
 }
 
 pc_status cli_copy_tokenizer_files(const char *tokenizer, const char *out_dir, pc_error *err) {
-    static const char *names[] = {"tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.json",
-                                  "merges.txt", NULL};
     char dir[4096];
     if (pc_is_dir(tokenizer)) {
         snprintf(dir, sizeof dir, "%s", tokenizer);
@@ -171,11 +170,5 @@ pc_status cli_copy_tokenizer_files(const char *tokenizer, const char *out_dir, p
         const char *slash = strrchr(tokenizer, '/');
         snprintf(dir, sizeof dir, "%.*s", slash ? (int)(slash - tokenizer) : 1, slash ? tokenizer : ".");
     }
-    for (int i = 0; names[i]; i++) {
-        char from[4096], to[4096];
-        if (pc_path_join(from, sizeof from, dir, names[i]) || pc_path_join(to, sizeof to, out_dir, names[i]))
-            return pc_fail(err, PC_ERR_USAGE, "%s: path too long", out_dir);
-        if (pc_path_exists(from)) PC_TRY(pc_copy_file_atomic(from, to, err));
-    }
-    return PC_OK;
+    return pc_copy_tokenizer_files(dir, out_dir, err);
 }
