@@ -24,16 +24,18 @@
  *
  * Branch-free on purpose: a float clamp (x < −87 ? −87 : x) or a selected result made GCC put the
  * polynomial under a condition, and since it may trap it is not if-converted — every loop calling this
- * stayed scalar (cross-entropy was ~18 % of a training step). The clamps are on the integer n, which GCC
- * turns into min/max, and the underflow to 0 is a bit mask. */
+ * stayed scalar (cross-entropy was ~18 % of a training step, and a float clamp added later to avoid an
+ * undefined float→int conversion made it scalar again). So there is no float→int conversion at all: n is
+ * read from the bits of t + 1.5·2²³ (for |t| < 2²² the low mantissa bits hold round(t); any other t — ±inf,
+ * NaN, huge — gives some integer that the clamps below bring into range, defined behaviour throughout). The
+ * clamps are on the integer n, which GCC turns into min/max, and the underflow to 0 is a bit mask (which is
+ * also what makes the results for x < −87 exact whatever n became). */
 static inline float pc_exp_approx(float x) {
     float t = x * 1.44269504088896341f;
-    /* Clamp before the conversion: a float outside int's range (±inf) or NaN converted to int is undefined
-     * behaviour (clang's UBSan reports it). NaN fails the first comparison and becomes −130; x stays NaN, so
-     * the result is still NaN below. */
-    t = t > -130.0f ? t : -130.0f;
-    t = t < 130.0f ? t : 130.0f;
-    int n = (int)(t + __builtin_copysignf(0.5f, t)); /* round to nearest */
+    float shifted = t + 12582912.0f;
+    uint32_t shifted_bits;
+    memcpy(&shifted_bits, &shifted, sizeof shifted_bits);
+    int n = (int)(int32_t)(shifted_bits - 0x4B400000u); /* round(t) when |t| < 2²² */
     n = n < -127 ? -127 : n;
     n = n > 127 ? 127 : n;
     float fn = (float)n;

@@ -8,8 +8,14 @@
 #include "kernels/xent.h"
 
 /* One row of logits z[V] with target t ≥ 0: returns −log softmax(z)[t] = log Σ exp(z − max) + max − z[t].
- * If want_grad, z is overwritten by grad_scale·(softmax(z) − onehot(t)). Max and sum keep 16 independent
- * lanes (the sum in double) so that the loops vectorise without the compiler having to reassociate. */
+ * z is scratch: it is overwritten by exp(z − max), and if want_grad then by grad_scale·(softmax(z) − onehot(t)).
+ * Two passes over the row: the maximum, then exp(z − max) stored in place while it is summed (stored even
+ * without a gradient: a conditional store would keep the loop from vectorising); the gradient is then a
+ * scaling, not a second exponential. The sum is taken in 16 float lanes over blocks of 256 logits and the
+ * block sums are added in double, so the loops vectorise and the total stays accurate for vocabularies of
+ * 10⁵ and more. */
+enum { XENT_SUM_BLOCK = 256 };
+
 PC_SIMD_CLONES static double xent_row(float *z, int V, int t, float grad_scale, int want_grad) {
     float lane_max[16];
     for (int j = 0; j < 16; j++) lane_max[j] = -INFINITY;
@@ -19,18 +25,30 @@ PC_SIMD_CLONES static double xent_row(float *z, int V, int t, float grad_scale, 
     float zmax = -INFINITY;
     for (int j = j0; j < V; j++) zmax = z[j] > zmax ? z[j] : zmax;
     for (int j = 0; j < 16; j++) zmax = lane_max[j] > zmax ? lane_max[j] : zmax;
-    double lane_sum[16] = {0}, sum = 0.0;
-    for (j0 = 0; j0 + 16 <= V; j0 += 16)
-        for (int j = 0; j < 16; j++) lane_sum[j] += pc_exp_approx(z[j0 + j] - zmax);
-    for (int j = j0; j < V; j++) sum += pc_exp_approx(z[j] - zmax);
-    for (int j = 0; j < 16; j++) sum += lane_sum[j];
-    double loss = log(sum) + (double)zmax - (double)z[t];
+    double loss_without_sum = (double)zmax - (double)z[t], sum = 0.0;
+    for (int b0 = 0; b0 < V; b0 += XENT_SUM_BLOCK) {
+        int b1 = b0 + XENT_SUM_BLOCK < V ? b0 + XENT_SUM_BLOCK : V;
+        float lane_sum[16] = {0}, tail = 0.0f;
+        for (j0 = b0; j0 + 16 <= b1; j0 += 16)
+            for (int j = 0; j < 16; j++) {
+                float e = pc_exp_approx(z[j0 + j] - zmax);
+                z[j0 + j] = e;
+                lane_sum[j] += e;
+            }
+        for (int j = j0; j < b1; j++) {
+            float e = pc_exp_approx(z[j] - zmax);
+            z[j] = e;
+            tail += e;
+        }
+        for (int j = 0; j < 16; j++) tail += lane_sum[j];
+        sum += tail;
+    }
     if (want_grad) {
         float k = (float)(grad_scale / sum);
-        for (int j = 0; j < V; j++) z[j] = k * pc_exp_approx(z[j] - zmax);
+        for (int j = 0; j < V; j++) z[j] *= k;
         z[t] -= grad_scale;
     }
-    return loss;
+    return log(sum) + loss_without_sum;
 }
 
 double lmhead_xent(pc_matmul *mm, float *dh, float *dW, const float *h, const pc_tensor *W, const int *targets,
