@@ -45,14 +45,17 @@ rand_delay() { # a random delay in [0, $1] seconds
 }
 # SIGKILL pid at a random moment of its run, placed by progress rather than by the clock (a loaded machine
 # makes run times vary several-fold): wait until checkpoint-K exists for a random K (K = 0: no wait), then a
-# random delay of up to an eighth of a run, which lands anywhere in the following steps and checkpoint writes.
+# random delay of up to a twelfth of a run (two steps at the reference pace), which lands anywhere in the
+# following steps and checkpoint writes. K stops 6 steps short of the end so that the kill still lands when the
+# machine runs faster than it did for the reference (a kill after the run has ended tests nothing; the check
+# after the rounds counts them).
 kill_mid_run() { # kill_mid_run PID OUT
-    local k=$((RANDOM % (STEPS - 3))) polls=0
+    local k=$((RANDOM % (STEPS - 6))) polls=0
     while [ "$k" -gt 0 ] && [ ! -d "$2/checkpoint-$k" ] && kill -0 "$1" 2>/dev/null && [ $polls -lt 3000 ]; do
         sleep 0.01
         polls=$((polls + 1))
     done
-    sleep "$(rand_delay "$(awk -v d="$duration" 'BEGIN { printf "%.3f", d / 8 }')")"
+    sleep "$(rand_delay "$(awk -v d="$duration" 'BEGIN { printf "%.3f", d / 12 }')")"
     kill -9 "$1" 2>/dev/null
 }
 same_adapter() { # same_adapter DIR: DIR's adapter files equal the reference's byte for byte
