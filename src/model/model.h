@@ -55,6 +55,8 @@ typedef struct pc_planner {
 enum { PC_PROF_EMBED, PC_PROF_ATTN, PC_PROF_MLP, PC_PROF_HEAD, PC_PROF_COUNT };
 typedef struct pc_step_profile {
     double forward[PC_PROF_COUNT], backward[PC_PROF_COUNT];
+    double recompute; /* gradient checkpointing: layer forwards re-run in backward (already counted in the
+                       * attention and MLP backward times; this says how much of them it was) */
 } pc_step_profile;
 
 typedef struct pc_model {
@@ -76,6 +78,12 @@ typedef struct pc_model {
     int rope_positions;
     pc_model_acts *acts;
     pc_step_profile *profile;   /* NULL unless someone (bench) wants per-phase timings; not owned */
+    /* Gradient checkpointing (activation recomputation): a training plan keeps, per layer, only the layer's
+     * input and one shared set of the other buffers; backward re-runs each layer's forward (hooks included,
+     * with the dropout draws of the first run) just before that layer's backward. Same loss and gradients,
+     * a fraction of the activation memory, about one more forward of compute. Read by pc_model_plan: a
+     * training plan made under the other setting is replaced by the next plan or training step. */
+    int gradient_checkpointing;
 } pc_model;
 
 /* Load a Hugging Face model directory (config.json + model.safetensors or sharded). base_dtype AUTO keeps
@@ -112,8 +120,12 @@ void pc_model_param_restore(pc_param *p);
 
 /* The activation plan for batches of up to B rows of up to T tokens (T excludes virtual tokens, which the
  * plan adds from the input hooks). Made once per shape; the step loop allocates nothing. A training plan
- * keeps every layer's activations for backward; an inference plan reuses one layer's buffers. */
+ * keeps every layer's activations for backward (with m->gradient_checkpointing, every layer's input and one
+ * layer's other buffers); an inference plan reuses one layer's buffers. */
 pc_status pc_model_plan(pc_model *m, int B, int T, int training, pc_error *err);
+/* Bytes of the current activation plan's arena (0 without a plan). Methods' own step buffers (their
+ * planners) are not included. */
+size_t pc_model_plan_bytes(const pc_model *m);
 
 /* One batch: ids [B,T], labels [B,T] (HF convention, −100 ignored; the model shifts), pos [B,T] or NULL
  * (0…T−1), doc [B,T] or NULL. */

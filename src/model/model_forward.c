@@ -96,6 +96,24 @@ static void join_qkv(float *qkv, const float *q, const float *k, const float *v,
     }
 }
 
+/* The ATTN_KV hooks of layer l: prefix keys/values, kept per layer (pointers) for backward. A recomputation
+ * (checkpointing) does not call them again: their keys/values are still where the first run put them, and a
+ * hook may do once-per-step work there (prefix tuning evaluates its projection and clears its gradient at
+ * layer 0, which a second call would wipe). The recomputation's RNG copy continues from the draws the hooks
+ * made, so the hooks after them still see the first run's numbers. */
+static void attention_prefix_forward(pc_model *m, int l, const pc_step_shape *s) {
+    struct pc_model_acts *a = m->acts;
+    if (s->recompute) {
+        if (s->rng) *s->rng = a->layer_rng[2 * l + 1];
+        return;
+    }
+    pc_site kv = pc_site_begin(PC_SITE_ATTN_KV, l, 0, s);
+    pc_hooks_forward(&m->layers[l].attn_kv, &kv, PC_PHASE_POST);
+    a->prefix_k[l] = kv.prefix_k;
+    a->prefix_v[l] = kv.prefix_v;
+    if (a->checkpointing && s->rng) a->layer_rng[2 * l + 1] = *s->rng;
+}
+
 static void attention_sublayer_forward(pc_model *m, int l, const pc_step_shape *s) {
     const pc_model_config *c = &m->cfg;
     struct pc_model_acts *a = m->acts;
@@ -114,13 +132,10 @@ static void attention_sublayer_forward(pc_model *m, int l, const pc_step_shape *
         rope_forward(A->q, a->pos, m->rope_cos, m->rope_sin, s->N, c->n_heads, c->head_dim);
         rope_forward(A->k, a->pos, m->rope_cos, m->rope_sin, s->N, c->n_kv_heads, c->head_dim);
     }
-    pc_site kv = pc_site_begin(PC_SITE_ATTN_KV, l, 0, s);
-    pc_hooks_forward(&L->attn_kv, &kv, PC_PHASE_POST);
-    a->prefix_k[l] = kv.prefix_k;
-    a->prefix_v[l] = kv.prefix_v;
-    int P = kv.prefix_k ? s->P : 0;
-    attention_forward(A->att, A->lse, A->q, A->k, A->v, kv.prefix_k, kv.prefix_v, a->has_doc ? a->doc : NULL, s->B,
-                      s->T, P, c->n_heads, c->n_kv_heads, c->head_dim);
+    attention_prefix_forward(m, l, s);
+    int P = a->prefix_k[l] ? s->P : 0;
+    attention_forward(A->att, A->lse, A->q, A->k, A->v, a->prefix_k[l], a->prefix_v[l], a->has_doc ? a->doc : NULL,
+                      s->B, s->T, P, c->n_heads, c->n_kv_heads, c->head_dim);
     pc_site ho = pc_site_begin(PC_SITE_HEAD_OUT, l, 0, s);
     ho.out = A->att;
     ho.out_dim = qd;
@@ -219,21 +234,41 @@ static void add_rows(float *out, const float *x, const float *y, size_t n) {
     for (size_t i = 0; i < n; i++) out[i] = x[i] + y[i];
 }
 
+/* A recomputation (s->recompute) is timed as backward and does not write the layer's output: the next
+ * layer's saved input already holds it. */
 static void layer_forward(pc_model *m, int l, const pc_step_shape *s) {
     struct pc_model_acts *a = m->acts;
     pc_layer *L = &m->layers[l];
     pc_layer_acts *A = &a->layers[l];
     size_t NC = (size_t)s->N * (size_t)m->cfg.hidden;
     double t = prof_start(m);
+    if (a->checkpointing && s->rng && !s->recompute) a->layer_rng[2 * l] = *s->rng;
     pc_norm_forward(m, A->ln1, A->ln1_mean, A->ln1_rstd, A->x_in, L->norm1_w, L->norm1_b, s->N);
     attention_sublayer_forward(m, l, s);
     add_rows(A->x_mid, A->x_in, a->sub_out, NC);
-    prof_lap(m, 0, PC_PROF_ATTN, &t);
+    prof_lap(m, s->recompute, PC_PROF_ATTN, &t);
     pc_norm_forward(m, A->ln2, A->ln2_mean, A->ln2_rstd, A->x_mid, L->norm2_w, L->norm2_b, s->N);
     mlp_sublayer_forward(m, l, s);
-    float *x_out = l + 1 < m->cfg.n_layers ? a->layers[l + 1].x_in : a->x_out;
-    add_rows(x_out, A->x_mid, a->sub_out, NC);
-    prof_lap(m, 0, PC_PROF_MLP, &t);
+    if (!s->recompute) add_rows(l + 1 < m->cfg.n_layers ? a->layers[l + 1].x_in : a->x_out, A->x_mid, a->sub_out, NC);
+    prof_lap(m, s->recompute, PC_PROF_MLP, &t);
+}
+
+/* Gradient checkpointing: refill the shared layer buffers — and the hooks' per-site state (LoRA's x·A and
+ * dropout masks, adapters' activations, IA3's saved products), and every projection's saved input — with
+ * layer l's forward, re-run from its saved input on a copy of the RNG as the first run found it. The same
+ * arithmetic on the same numbers: backward then gives exactly the gradients of a plan that kept everything.
+ * The step's own RNG is not touched, so a run draws the same numbers with and without checkpointing. */
+static void layer_recompute(pc_model *m, int l, const pc_step_shape *s) {
+    double t = m->profile ? pc_time_now() : 0.0;
+    pc_rng rng = {{0}};
+    pc_step_shape again = *s;
+    again.recompute = 1;
+    if (s->rng) {
+        rng = m->acts->layer_rng[2 * l];
+        again.rng = &rng;
+    }
+    layer_forward(m, l, &again);
+    if (m->profile) m->profile->recompute += pc_time_now() - t;
 }
 
 /* a->d_resid holds ∂/∂(layer output) on entry and ∂/∂(layer input) on return. */
@@ -380,7 +415,11 @@ pc_status pc_model_forward_backward(pc_model *m, const pc_model_batch *b, float 
     memset(a->d_resid, 0, sizeof(float) * NC);
     norm_backward(m, a->d_resid, a->d_lnf, a->x_out, a->lnf_mean, a->lnf_rstd, m->final_norm_w, m->final_norm_b, s.N);
     prof_lap(m, 1, PC_PROF_HEAD, &t);
-    for (int l = m->cfg.n_layers - 1; l >= 0; l--) layer_backward(m, l, &s);
+    for (int l = m->cfg.n_layers - 1; l >= 0; l--) {
+        /* The last layer's forward is still in the shared buffers: nothing ran in them since. */
+        if (a->checkpointing && l < m->cfg.n_layers - 1) layer_recompute(m, l, &s);
+        layer_backward(m, l, &s);
+    }
     t = prof_start(m);
     embed_backward(m, &s);
     prof_lap(m, 1, PC_PROF_EMBED, &t);

@@ -19,6 +19,8 @@ typedef struct pc_layer_acts {
 struct pc_model_acts {
     int B, T, T_real;              /* T includes virtual tokens */
     int n_virtual, n_prefix, training;
+    int checkpointing;             /* a training plan of gradient checkpointing: layers share every buffer
+                                    * but x_in, and backward re-runs each layer's forward (layer_recompute) */
     pc_arena arena;
     pc_layer_acts *layers;
     float *x_out;                  /* [N,C] residual after the last layer */
@@ -37,6 +39,9 @@ struct pc_model_acts {
     float *xent_scratch;           /* [chunk, V] */
     int xent_chunk;
     const float **prefix_k, **prefix_v; /* per layer, set by ATTN_KV hooks in forward */
+    /* Checkpointing: the step RNG as each layer's forward found it, at its start and after its ATTN_KV
+     * hooks, so the recomputation draws the same dropout masks ([2·n_layers]; NULL otherwise). */
+    pc_rng *layer_rng;
 };
 
 void pc_model_plan_free(pc_model *m);
@@ -48,6 +53,7 @@ typedef struct pc_step_shape {
     int B, T, N, P;
     int training;
     pc_rng *rng;
+    int recompute;                 /* re-running a layer's forward for its backward (gradient checkpointing) */
 } pc_step_shape;
 
 pc_site pc_site_begin(pc_site_kind kind, int layer, int index, const pc_step_shape *s);

@@ -32,6 +32,7 @@ void pc_model_plan_free(pc_model *m) {
     pc_free(m->acts->layers);
     pc_free(m->acts->prefix_k);
     pc_free(m->acts->prefix_v);
+    pc_free(m->acts->layer_rng);
     pc_free(m->acts);
     m->acts = NULL;
 }
@@ -59,7 +60,9 @@ static void carve_all(pc_model *m, struct pc_model_acts *a, carver *cv) {
     size_t qd = (size_t)c->n_heads * (size_t)c->head_dim, kvd = (size_t)c->n_kv_heads * (size_t)c->head_dim;
     size_t lse = (size_t)a->B * (size_t)c->n_heads * (size_t)a->T;
     int layer_norm = c->arch->norm == PC_NORM_LAYER, swiglu = c->arch->mlp == PC_MLP_SWIGLU;
-    int distinct = a->training ? c->n_layers : 1;
+    /* Training keeps every layer's activations for its backward; checkpointing keeps one layer's, which the
+     * layer being differentiated refills by re-running its forward; inference keeps one layer's. */
+    int distinct = a->training && !a->checkpointing ? c->n_layers : 1;
     for (int l = 0; l < distinct; l++) {
         pc_layer_acts *L = &a->layers[l];
         L->x_in = carve_f(cv, N * C);
@@ -79,8 +82,12 @@ static void carve_all(pc_model *m, struct pc_model_acts *a, carver *cv) {
         L->h2 = swiglu ? carve_f(cv, N * I) : NULL;
         L->act = carve_f(cv, N * I);
     }
-    /* Inference: every layer works in the same buffers; the residual stream is updated in place. */
+    /* Inference and checkpointing: every layer works in the same buffers (inference also updates the residual
+     * stream in place, below). */
     for (int l = distinct; l < c->n_layers; l++) a->layers[l] = a->layers[0];
+    /* Checkpointing: the residual stream entering each layer is what its recomputation starts from. */
+    if (a->checkpointing)
+        for (int l = 1; l < c->n_layers; l++) a->layers[l].x_in = carve_f(cv, N * C);
     if (!a->training)
         for (int l = 0; l < c->n_layers; l++) a->layers[l].x_mid = a->layers[l].x_in;
     a->x_out = a->training ? carve_f(cv, N * C) : a->layers[0].x_in;
@@ -129,9 +136,11 @@ pc_status pc_model_plan(pc_model *m, int B, int T, int training, pc_error *err) 
         int p = layer_prefix_len(&m->layers[l]);
         if (p > n_prefix) n_prefix = p;
     }
-    /* A plan is reused only while the hooks that shape it (virtual tokens, prefixes) are the same. */
+    int checkpointing = training && m->gradient_checkpointing;
+    /* A plan is reused only while the hooks that shape it (virtual tokens, prefixes) are the same; any
+     * training plan serves inference, but training needs one of the current checkpointing setting. */
     if (a && a->B >= B && a->T_real >= T && a->T - a->T_real == Ttot - T && a->n_prefix == n_prefix &&
-        (a->training || !training))
+        (training ? a->training && a->checkpointing == checkpointing : 1))
         return PC_OK;
     pc_model_plan_free(m);
     if (B <= 0 || T <= 0) return pc_fail(err, PC_ERR_USAGE, "batch shape %dx%d is empty", B, T);
@@ -149,10 +158,12 @@ pc_status pc_model_plan(pc_model *m, int B, int T, int training, pc_error *err) 
     a->n_virtual = Ttot - T;
     a->n_prefix = n_prefix;
     a->training = training;
+    a->checkpointing = checkpointing;
     a->layers = pc_calloc((size_t)m->cfg.n_layers, sizeof *a->layers);
     a->prefix_k = pc_calloc((size_t)m->cfg.n_layers, sizeof *a->prefix_k);
     a->prefix_v = pc_calloc((size_t)m->cfg.n_layers, sizeof *a->prefix_v);
-    if (!a->layers || !a->prefix_k || !a->prefix_v) {
+    a->layer_rng = checkpointing ? pc_calloc(2 * (size_t)m->cfg.n_layers, sizeof *a->layer_rng) : NULL;
+    if (!a->layers || !a->prefix_k || !a->prefix_v || (checkpointing && !a->layer_rng)) {
         pc_model_plan_free(m);
         return pc_fail(err, PC_ERR_NOMEM, "out of memory: activation plan");
     }
@@ -178,6 +189,8 @@ pc_status pc_model_plan(pc_model *m, int B, int T, int training, pc_error *err) 
     }
     return PC_OK;
 }
+
+size_t pc_model_plan_bytes(const pc_model *m) { return m->acts ? m->acts->arena.size : 0; }
 
 pc_status pc_model_add_planner(pc_model *m, void *owner, pc_plan_fn fn, pc_error *err) {
     if (m->n_planners == m->cap_planners) {

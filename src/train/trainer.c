@@ -172,6 +172,7 @@ static pc_status setup(trainer *t, const pc_dataset *train, pc_error *err) {
     pc_rng_seed(&t->rng, o->seed ^ 0x5eed5eed5eedull);
     PC_TRY(pc_batcher_init(&t->batcher, train, o->batch, o->seq_len, o->pack, o->shuffle, o->seed, o->pad_id, err));
     /* Plan the largest step now, so the loop allocates nothing. */
+    t->model->gradient_checkpointing = o->gradient_checkpointing;
     return pc_model_plan(t->model, o->batch, o->seq_len, 1, err);
 }
 

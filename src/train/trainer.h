@@ -18,6 +18,7 @@ typedef struct pc_train_options {
     const char *out_dir;   /* adapter, checkpoints, metrics.jsonl */
     int resume;            /* continue from the newest complete checkpoint in out_dir */
     int skip_nonfinite;    /* skip a step whose gradient is not finite instead of stopping */
+    int gradient_checkpointing; /* recompute each layer's activations in backward (pc_model.gradient_checkpointing) */
     int32_t pad_id;
 } pc_train_options;
 

@@ -14,7 +14,9 @@
  *                                                    P·V over the keys a causal query sees on average, ×3
  *                                                    for forward + backward (backward = 2× forward; the
  *                                                    recomputed scores of flash-style backward are not
- *                                                    counted as useful work). */
+ *                                                    counted as useful work).
+ * With --gradient-checkpointing the layer forwards re-run in backward are not counted either: the FLOP count
+ * is the step's useful work, so GFLOP/s drops by what recomputation costs. */
 #include <math.h>
 #include <omp.h>
 #include <stdio.h>
@@ -39,6 +41,7 @@ static const cli_opt bench_opts[] = {
     {"--warmup", OPT_VALUE, "untimed steps first (primitive creation, page faults) [1]"},
     {"--threads", OPT_VALUE, "OpenMP threads [OMP_NUM_THREADS or every core]"},
     {"--seed", OPT_VALUE, "seed of the weights and tokens [42]"},
+    {"--gradient-checkpointing", OPT_FLAG, "recompute activations in backward (as peftc train)"},
     {"--json", OPT_FLAG, "print one JSON object"},
     {"--help", OPT_FLAG, "this help"},
 };
@@ -51,6 +54,8 @@ typedef struct bench_flops {
 typedef struct bench_result {
     double step_median, step_min, step_max, tokens_per_s, peak_rss_mb, gflops_per_s, flops_per_step;
     double optimizer_s;            /* mean per step */
+    double recompute_s;            /* mean per step: checkpointing's re-run layer forwards (inside backward) */
+    double plan_mb;                /* the model's activation plan (methods' own step buffers not included) */
     double cpu_s;                  /* user + system CPU time per timed step (all threads): on a machine shared
                                     * with other work, cpu_s / step time shows how much of the cores the step got */
     pc_step_profile phases;        /* mean per step */
@@ -163,6 +168,8 @@ static pc_status run_bench(pc_model *m, pc_method *method, const bench_setup *bs
         r->gflops_per_s = r->flops_per_step / r->step_median * 1e-9;
         r->peak_rss_mb = pc_peak_rss_mb();
         r->optimizer_s = optim_s / k;
+        r->recompute_s = prof.recompute / k;
+        r->plan_mb = (double)pc_model_plan_bytes(m) / (1024.0 * 1024.0);
         for (int p = 0; p < PC_PROF_COUNT; p++) {
             r->phases.forward[p] = prof.forward[p] / k;
             r->phases.backward[p] = prof.backward[p] / k;
@@ -189,7 +196,8 @@ static void print_text(const pc_model *m, const pc_method *method, const bench_s
     printf("tokens/s  %.1f\n", r->tokens_per_s);
     printf("CPU       %.3f s per step over all threads (%.2f cores busy on average)\n", r->cpu_s,
            r->cpu_s / r->step_median);
-    printf("peak RSS  %.1f MB\n", r->peak_rss_mb);
+    printf("peak RSS  %.1f MB (activation plan %.1f MB, gradient checkpointing %s)\n", r->peak_rss_mb, r->plan_mb,
+           m->gradient_checkpointing ? "on" : "off");
     printf("FLOPs     %.2f GFLOP per step = tokens x (frozen %.1fM + trainable base %.1fM + method %.1fM + attention "
            "%.1fM)\n",
            r->flops_per_step * 1e-9, f->frozen * 1e-6, f->trainable_base * 1e-6, f->method * 1e-6,
@@ -202,6 +210,8 @@ static void print_text(const pc_model *m, const pc_method *method, const bench_s
         printf("%-12s %9.4f  %10.4f  %5.1f%%\n", phase_names[p], r->phases.forward[p], r->phases.backward[p],
                100.0 * (r->phases.forward[p] + r->phases.backward[p]) / total);
     printf("%-12s %9s  %10.4f  %5.1f%%\n", "optimizer", "-", r->optimizer_s, 100.0 * r->optimizer_s / total);
+    if (m->gradient_checkpointing)
+        printf("(recomputation: %.4f s of the attention and MLP backward re-ran the layer forwards)\n", r->recompute_s);
     printf("(head_xent: the LM head and cross-entropy run fused, forward and backward, and are timed as backward)\n");
 }
 
@@ -224,6 +234,9 @@ static void print_json(const pc_model *m, const pc_method *method, const bench_s
     cJSON_AddStringToObject(j, "matmul", pc_matmul_backend(m->mm));
     cJSON_AddStringToObject(j, "method", method->ops->name);
     cJSON_AddNumberToObject(j, "trainable_params", (double)method->params.count);
+    cJSON_AddBoolToObject(j, "gradient_checkpointing", m->gradient_checkpointing);
+    cJSON_AddNumberToObject(j, "activation_plan_mb", r->plan_mb);
+    cJSON_AddNumberToObject(j, "recompute_s", r->recompute_s);
     cJSON *ph = cJSON_AddObjectToObject(j, "phases_s");
     for (int p = 0; p < PC_PROF_COUNT; p++) {
         cJSON *o = cJSON_AddObjectToObject(ph, phase_names[p]);
@@ -289,6 +302,7 @@ int cmd_bench(int argc, char **argv) {
     if (st == PC_OK) st = pc_method_create(&method, ops, m, opts, &rng, &err);
     if (st == PC_OK && method->params.count == 0)
         st = pc_fail(&err, PC_ERR_USAGE, "bench: method '%s' has no trainable parameters here", method_name);
+    if (st == PC_OK) m->gradient_checkpointing = cli_flag(&a, "--gradient-checkpointing");
     bench_result r = {0};
     if (st == PC_OK) st = run_bench(m, method, &bs, &r, &err);
     if (st == PC_OK) {

@@ -37,6 +37,7 @@ static const cli_opt train_opts[] = {
     {"--eval-steps", OPT_VALUE, "evaluate every K steps [only at the end]"},
     {"--log-steps", OPT_VALUE, "metrics line every K steps [1]"},
     {"--skip-nonfinite", OPT_FLAG, "skip steps with a non-finite gradient instead of stopping"},
+    {"--gradient-checkpointing", OPT_FLAG, "recompute activations in backward: less memory, ~1/3 more time"},
     {"--quiet", OPT_FLAG, "no progress output"},
     {"--json", OPT_FLAG, "print one JSON object"},
     {"--help", OPT_FLAG, "this help"},
@@ -142,6 +143,7 @@ static int parse_loop(const cli_args *a, pc_train_options *o, long *epochs) {
     o->shuffle = !cli_flag(a, "--no-shuffle");
     o->resume = cli_flag(a, "--resume");
     o->skip_nonfinite = cli_flag(a, "--skip-nonfinite");
+    o->gradient_checkpointing = cli_flag(a, "--gradient-checkpointing");
     o->out_dir = cli_get(a, "--out");
     if (!o->out_dir) return cli_usage_error("train: --out DIR is required");
     return 0;
