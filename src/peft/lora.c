@@ -5,13 +5,17 @@
  *         y = W x + b + (g − 1) ⊙ (W · drop(x)) + g ⊙ s · B (A · drop(x))
  *
  * The product x·A is computed once per step and reused by backward. A is kaiming-uniform, B zero, m the
- * row norms of W (so the adapter starts as the identity). */
+ * row norms of W (so the adapter starts as the identity). The rank-r products run in kernels/lowrank.c,
+ * which takes each block of rows through every product that reads it (a GEMM library per product read the
+ * [N,in] and [N,out] matrices once each time). */
 #include <assert.h>
 #include <math.h>
+#include <omp.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "core/alloc.h"
+#include "kernels/lowrank.h"
 #include "peft/method.h"
 
 typedef struct lora_target {
@@ -20,7 +24,7 @@ typedef struct lora_target {
     float scale;
     int a, b, mag;          /* parameter indices (mag −1 without DoRA) */
     float *xa;              /* [N,r] drop(x)·Aᵀ, saved for backward */
-    float *x_drop;          /* [N,in] dropped input (NULL without dropout); backward's scratch afterwards */
+    float *x_drop;          /* [N,in] dropped input (NULL without dropout) */
     uint8_t *keep;          /* [N,in] the dropout mask of this step, for backward (NULL without dropout) */
     float *d_xa;            /* [N,r] */
     float *lora_out;        /* DoRA: [N,out] s·B·A·drop(x) */
@@ -39,8 +43,9 @@ typedef struct lora_state {
     double alpha;
     int r_default;
     cJSON *options;         /* a copy, for adapter_config.json */
-    int plan_N;
+    int plan_N, plan_threads;
     float *arena;           /* one owner for all per-step buffers */
+    lowrank_scratch scratch; /* in the arena: the low-rank kernels' working memory, shared by the targets */
 } lora_state;
 
 static float lora_scale(double alpha, int r, int rslora) { return (float)(rslora ? alpha / sqrt((double)r) : alpha / r); }
@@ -158,11 +163,16 @@ static pc_status lora_init(pc_method *m, pc_rng *rng, pc_error *err) {
 
 static pc_status lora_plan(pc_method *m, int B, int T, pc_error *err) {
     lora_state *s = m->impl;
-    int N = B * pc_model_total_len(m->model, T);
-    if (s->arena && s->plan_N >= N) return PC_OK;
+    int N = B * pc_model_total_len(m->model, T), threads = omp_get_max_threads();
+    if (s->arena && s->plan_N >= N && s->plan_threads >= threads) return PC_OK;
     pc_free(s->arena);
     s->arena = NULL;
-    size_t total = 0;
+    size_t total = 0, scratch = 0;
+    for (int i = 0; i < s->n_targets; i++) {
+        const pc_linear *lin = s->targets[i].lin;
+        size_t need = lowrank_scratch_floats(lin->in, lin->out, s->targets[i].r, threads);
+        scratch = need > scratch ? need : scratch;
+    }
     for (int pass = 0; pass < 2; pass++) {
         size_t off = 0;
         for (int i = 0; i < s->n_targets; i++) {
@@ -189,6 +199,8 @@ static pc_status lora_plan(pc_method *m, int B, int T, pc_error *err) {
             }
 #undef CARVE
         }
+        if (pass) s->scratch = (lowrank_scratch){s->arena + off, threads, LOWRANK_ISA_AUTO};
+        off += scratch;
         total = off;
         if (!pass) {
             s->arena = pc_malloc(sizeof(float) * (total ? total : 1));
@@ -196,6 +208,7 @@ static pc_status lora_plan(pc_method *m, int B, int T, pc_error *err) {
         }
     }
     s->plan_N = N;
+    s->plan_threads = threads;
     return PC_OK;
 }
 
@@ -216,20 +229,19 @@ static void lora_forward(void *owner, pc_site *site) {
     lora_state *s = m->impl;
     lora_target *t = site->state;
     const pc_linear *lin = t->lin;
-    pc_matmul *mm = m->model->mm;
     int N = site->N;
     assert(t->xa && "lora: forward before the model planned its buffers"); /* planners run with every plan */
     const float *A = pc_params_data(&m->params, t->a), *Bm = pc_params_data(&m->params, t->b);
     const float *x = apply_dropout(s, t, site);
-    pc_gemm(mm, 0, 1, N, t->r, lin->in, 1.0f, x, lin->in, A, lin->in, 0.0f, t->xa, t->r);
+    lowrank_shape shape = {N, lin->in, lin->out, t->r, t->scale};
     if (t->mag < 0) {
-        pc_gemm(mm, 0, 1, N, lin->out, t->r, t->scale, t->xa, t->r, Bm, t->r, 1.0f, site->out, lin->out);
+        lowrank_forward(site->out, t->xa, x, A, Bm, &shape, 1, &s->scratch); /* xa = x·Aᵀ ; out += s·xa·Bᵀ */
         return;
     }
     /* DoRA */
     const float *mag = pc_params_data(&m->params, t->mag);
     dora_weight_norm(t, m, t->ba, t->norm);
-    pc_gemm(mm, 0, 1, N, lin->out, t->r, t->scale, t->xa, t->r, Bm, t->r, 0.0f, t->lora_out, lin->out);
+    lowrank_forward(t->lora_out, t->xa, x, A, Bm, &shape, 0, &s->scratch); /* lora_out = s·xa·Bᵀ */
     /* W·x is y − b (DoRA runs without dropout): no second product. */
     const float *bias = lin->bias ? lin->bias->t.data : NULL;
     for (int n = 0; n < N; n++)
@@ -243,15 +255,6 @@ static void lora_forward(void *owner, pc_site *site) {
         }
 }
 
-/* Gradient w.r.t. drop(x) → gradient w.r.t. x: the mask saved by forward (x_drop itself cannot tell a
- * dropped element from a kept zero, and backward overwrites it as scratch). */
-static void undo_dropout(const lora_state *s, const lora_target *t, const pc_site *site, float *d) {
-    if (!(s->dropout > 0) || !site->training) return;
-    size_t n = (size_t)site->N * (size_t)t->lin->in;
-    float inv = 1.0f / (1.0f - s->dropout);
-    for (size_t i = 0; i < n; i++) d[i] = t->keep[i] ? d[i] * inv : 0.0f;
-}
-
 static void lora_backward(void *owner, pc_site *site) {
     pc_method *m = owner;
     lora_state *s = m->impl;
@@ -261,9 +264,9 @@ static void lora_backward(void *owner, pc_site *site) {
     int N = site->N;
     const float *A = pc_params_data(&m->params, t->a), *Bm = pc_params_data(&m->params, t->b);
     float *dA = pc_params_grad(&m->params, t->a), *dB = pc_params_grad(&m->params, t->b);
-    const float *x = (s->dropout > 0 && site->training) ? t->x_drop : site->in;
+    int dropped = s->dropout > 0 && site->training;
+    const float *x = dropped ? t->x_drop : site->in;
     const float *dy = site->d_out;
-    float lora_coef = t->scale;
     if (t->mag >= 0) {
         /* DoRA: dy_lora = g⊙dy (the norm is a constant), dm = Σ_n dy⊙(base + lora)/norm, and the base path adds
          * (g−1)⊙dy through Wᵀ. */
@@ -290,19 +293,11 @@ static void lora_backward(void *owner, pc_site *site) {
             }
         dy = t->tmp_out;
     }
-    /* dB += s·dyᵀ·xa ; d_xa = s·dy·B ; dA += d_xaᵀ·x ; d_in += d_xa·A (through the dropout mask) */
-    pc_gemm(mm, 1, 0, lin->out, t->r, N, lora_coef, dy, lin->out, t->xa, t->r, 1.0f, dB, t->r);
-    pc_gemm(mm, 0, 0, N, t->r, lin->out, lora_coef, dy, lin->out, Bm, t->r, 0.0f, t->d_xa, t->r);
-    pc_gemm(mm, 1, 0, t->r, lin->in, N, 1.0f, t->d_xa, t->r, x, lin->in, 1.0f, dA, lin->in);
-    if (!(s->dropout > 0 && site->training)) {
-        pc_gemm(mm, 0, 0, N, lin->in, t->r, 1.0f, t->d_xa, t->r, A, lin->in, 1.0f, site->d_in, lin->in);
-        return;
-    }
-    /* With dropout the input gradient goes through the mask; x_drop is reused as the scratch. */
-    float *scratch = t->x_drop;
-    pc_gemm(mm, 0, 0, N, lin->in, t->r, 1.0f, t->d_xa, t->r, A, lin->in, 0.0f, scratch, lin->in);
-    undo_dropout(s, t, site, scratch);
-    for (size_t i = 0; i < (size_t)N * lin->in; i++) site->d_in[i] += scratch[i];
+    /* dB += s·dyᵀ·xa ; d_xa = s·dy·B ; dA += d_xaᵀ·x ; d_in += d_xa·A, with dropout through the mask forward
+     * saved (x_drop itself cannot tell a dropped element from a kept zero) */
+    lowrank_shape shape = {N, lin->in, lin->out, t->r, t->scale};
+    lowrank_backward(site->d_in, dA, dB, t->d_xa, dy, x, t->xa, A, Bm, dropped ? t->keep : NULL,
+                     1.0f / (1.0f - s->dropout), &shape, &s->scratch);
 }
 
 static pc_status lora_register_hooks(pc_method *m, pc_error *err) {
