@@ -7,8 +7,7 @@
  *               rows is loaded, receives its 4 ranks and is stored, the 16 coefficients held in registers.
  * The weight gradients ride along: backward's dot_tile adds xaᵀ·dy to the partial dB while the dy vectors
  * are in registers, and axpy_tile adds d_xaᵀ·x to the partial dA in the pass that reads x for d_in. r > 4
- * takes the rank blocks in turn over the same rows, which are then in L1 (axpy_tile goes along LR_COLS
- * columns at a time so that the rows and the weight rows of a segment both fit).
+ * takes the rank blocks in turn over the same 4 rows, which are then in L1.
  *
  * r is padded to a multiple of 4 with zero rows of A and Bᵀ (copied into the scratch), so every tile has 4
  * ranks; the padded ranks contribute exact zeros and are never written out. Each row block's xa and d_xa
@@ -21,17 +20,22 @@
  * per call (as matmul_portable.c does), not with PC_SIMD_CLONES, because these variants must be tuned
  * generically: under the project's -mtune=native (znver3 cost tables on this Zen 5) GCC folded every load
  * into the FMAs and then re-loaded each x and weight vector for every use — 16 loads instead of 8 per 16
- * FMAs in a tile — and the kernels ran 1.5x slower. target_clones cannot carry a tuning. */
+ * FMAs in a tile — and the kernels ran 1.5x slower. target_clones cannot carry a tuning.
+ *
+ * Tried and not kept (no faster, measured per call): column segments of 256-512 so that a segment of the
+ * rows, of the weight rows and of the partial gradients all stay in L1; blocks of 8 or 16 rows with the
+ * dot-product sums kept in memory between segments. At r = 8 these kernels run at 55-60 % of the FMA peak
+ * of one core; the rows themselves cost less than half of that in memory traffic. */
 #include <omp.h>
 #include <string.h>
 
 #include "kernels/lowrank.h"
 
-/* The vector helpers below are always inlined (no call passes a vector), so the ABI note GCC gives for
- * 64-byte vector arguments in the base-ISA variant does not apply. */
+/* vload returns a vector but is always inlined, so the ABI warning GCC gives for a 64-byte vector return in
+ * the base-ISA variant concerns no real call. */
 #pragma GCC diagnostic ignored "-Wpsabi"
 
-enum { LR_ROWS = 4, LR_RANKS = 4, LR_W = 16, LR_COLS = 512 };
+enum { LR_ROWS = 4, LR_RANKS = 4, LR_W = 16 };
 
 /* Helpers are always inlined into the per-ISA row loops: compiled on their own they would get the base
  * instruction set only, and the tile arrays only become registers once R is a constant. */
@@ -98,11 +102,49 @@ LR_INLINE void dot_tile(float *restrict dst, int ldd, float scale, const float *
             }
 }
 
-/* Columns [0, len) of R rows with row stride ld: dst[i·ld + c] (+)= Σ_j cf[i][j]·W[j·ld + c], j < 4.
- * overwrite replaces dst; masked multiplies the sum by keep[i·ld + c]·keep_scale before adding it. With
- * update: P[j·ld + c] += Σ_i raw[i][j]·X[i·ld + c] in the same pass (backward's dA). */
-LR_INLINE void axpy_tile(float *restrict dst, const float cf[LR_ROWS][LR_RANKS], const float *restrict W, int ld,
-                         int len, const int R, int overwrite, const uint8_t *restrict keep, float keep_scale,
+/* One step of axpy_tile: columns c … c+16V−1 (V = 1 or 2 vectors per row; ld is the row stride). The sums
+ * are chains over the 4 ranks: two vectors per row give 8 independent chains per step. */
+LR_INLINE void axpy_step(float *restrict dst, const float c_[LR_ROWS][LR_RANKS], const float *restrict W, int ld,
+                         int c, const int R, const int V, const uint8_t *restrict keep, float keep_scale,
+                         const int masked, float *restrict P, const float r_[LR_ROWS][LR_RANKS],
+                         const float *restrict X, const int update) {
+    lr_vec sum[LR_ROWS][2], w[LR_RANKS][2];
+    for (int j = 0; j < LR_RANKS; j++)
+        for (int v = 0; v < V; v++) w[j][v] = vload(W + (size_t)j * ld + c + v * LR_W);
+    for (int i = 0; i < R; i++)
+        for (int v = 0; v < V; v++) sum[i][v] = masked ? (lr_vec){0} : vload(dst + (size_t)i * ld + c + v * LR_W);
+    for (int j = 0; j < LR_RANKS; j++)
+        for (int i = 0; i < R; i++)
+            for (int v = 0; v < V; v++) sum[i][v] += c_[i][j] * w[j][v];
+    for (int i = 0; i < R; i++)
+        for (int v = 0; v < V; v++) {
+            float *d = dst + (size_t)i * ld + c + v * LR_W;
+            if (masked) {
+                lr_bytes kb = *(const lr_bytes *)(keep + (size_t)i * ld + c + v * LR_W);
+                sum[i][v] = vload(d) + __builtin_convertvector(kb, lr_vec) * keep_scale * sum[i][v];
+            }
+            VSTORE(d, sum[i][v]);
+        }
+    if (update) {
+        lr_vec xv[LR_ROWS][2], p[LR_RANKS][2];
+        for (int i = 0; i < R; i++)
+            for (int v = 0; v < V; v++) xv[i][v] = vload(X + (size_t)i * ld + c + v * LR_W);
+        for (int j = 0; j < LR_RANKS; j++)
+            for (int v = 0; v < V; v++) p[j][v] = vload(P + (size_t)j * ld + c + v * LR_W);
+        for (int i = 0; i < R; i++)
+            for (int j = 0; j < LR_RANKS; j++)
+                for (int v = 0; v < V; v++) p[j][v] += r_[i][j] * xv[i][v];
+        for (int j = 0; j < LR_RANKS; j++)
+            for (int v = 0; v < V; v++) VSTORE(P + (size_t)j * ld + c + v * LR_W, p[j][v]);
+    }
+}
+
+/* dst[i·len + c] += Σ_j cf[i][j]·W[j·len + c] for i < R rows, j < 4; masked multiplies the sum by
+ * keep[i·len + c]·keep_scale before adding it. With update: P[j·len + c] += Σ_i raw[i][j]·X[i·len + c] in the
+ * same pass (backward's dA). No run-time flag may choose between loading dst and zero inside the loop: GCC
+ * then computes the products before the branch and can no longer fuse them into FMAs. */
+LR_INLINE void axpy_tile(float *restrict dst, const float cf[LR_ROWS][LR_RANKS], const float *restrict W, int len,
+                         const int R, const uint8_t *restrict keep, float keep_scale,
                          const int masked, float *restrict P, const float raw[LR_ROWS][LR_RANKS],
                          const float *restrict X, const int update) {
     float c_[LR_ROWS][LR_RANKS], r_[LR_ROWS][LR_RANKS]; /* locals, so they are not re-read after stores */
@@ -111,45 +153,23 @@ LR_INLINE void axpy_tile(float *restrict dst, const float cf[LR_ROWS][LR_RANKS],
             c_[i][j] = cf[i][j];
             r_[i][j] = update ? raw[i][j] : 0.0f;
         }
-    int nv = len & ~(LR_W - 1);
-    for (int c = 0; c < nv; c += LR_W) {
-        lr_vec sum[LR_ROWS], xv[LR_ROWS], w[LR_RANKS];
-        for (int j = 0; j < LR_RANKS; j++) w[j] = vload(W + (size_t)j * ld + c);
-        for (int i = 0; i < R; i++) {
-            sum[i] = masked || overwrite ? (lr_vec){0} : vload(dst + (size_t)i * ld + c);
-            for (int j = 0; j < LR_RANKS; j++) sum[i] += c_[i][j] * w[j];
-        }
-        for (int i = 0; i < R; i++) {
-            if (masked) {
-                lr_bytes kb = *(const lr_bytes *)(keep + (size_t)i * ld + c);
-                lr_vec m = __builtin_convertvector(kb, lr_vec) * keep_scale;
-                sum[i] = (overwrite ? (lr_vec){0} : vload(dst + (size_t)i * ld + c)) + m * sum[i];
-            }
-            VSTORE(dst + (size_t)i * ld + c, sum[i]);
-        }
-        if (update) {
-            for (int i = 0; i < R; i++) xv[i] = vload(X + (size_t)i * ld + c);
-            for (int j = 0; j < LR_RANKS; j++) {
-                lr_vec p = vload(P + (size_t)j * ld + c);
-                for (int i = 0; i < R; i++) p += r_[i][j] * xv[i];
-                VSTORE(P + (size_t)j * ld + c, p);
-            }
-        }
-    }
+    int c = 0;
+    for (; c + 2 * LR_W <= len; c += 2 * LR_W)
+        axpy_step(dst, c_, W, len, c, R, 2, keep, keep_scale, masked, P, r_, X, update);
+    for (; c + LR_W <= len; c += LR_W) axpy_step(dst, c_, W, len, c, R, 1, keep, keep_scale, masked, P, r_, X, update);
     for (int i = 0; i < R; i++)
-        for (int c = nv; c < len; c++) {
+        for (int cc = c; cc < len; cc++) {
             float s = 0.0f;
-            for (int j = 0; j < LR_RANKS; j++) s += c_[i][j] * W[(size_t)j * ld + c];
-            float *d = dst + (size_t)i * ld + c;
-            if (masked) s *= keep[(size_t)i * ld + c] ? keep_scale : 0.0f;
-            *d = overwrite ? s : *d + s;
+            for (int j = 0; j < LR_RANKS; j++) s += c_[i][j] * W[(size_t)j * len + cc];
+            if (masked) s *= keep[(size_t)i * len + cc] ? keep_scale : 0.0f;
+            dst[(size_t)i * len + cc] += s;
         }
     if (update)
         for (int j = 0; j < LR_RANKS; j++)
-            for (int c = nv; c < len; c++) {
-                float p = P[(size_t)j * ld + c];
-                for (int i = 0; i < R; i++) p += r_[i][j] * X[(size_t)i * ld + c];
-                P[(size_t)j * ld + c] = p;
+            for (int cc = c; cc < len; cc++) {
+                float p = P[(size_t)j * len + cc];
+                for (int i = 0; i < R; i++) p += r_[i][j] * X[(size_t)i * len + cc];
+                P[(size_t)j * len + cc] = p;
             }
 }
 
@@ -162,7 +182,7 @@ LR_INLINE void block_coefs(float cf[LR_ROWS][LR_RANKS], const float *blk, int rp
 /* ---- forward ---------------------------------------------------------------------------------------- */
 
 /* Rows n … n+R−1: blk = x·Aᵀ (Ap: A padded to rp rows), copied out to xa; then y (+)= s·blk·Bᵀ (Bt: Bᵀ
- * padded) LR_COLS columns at a time while the rows are in L1. */
+ * padded to rp rows). */
 LR_INLINE void forward_block(float *y, float *xa, const float *x, const float *Ap, const float *Bt,
                              const lowrank_shape *sh, int rp, int accumulate, float *blk, int n, const int R) {
     int in = sh->in, out = sh->out, r = sh->r;
@@ -175,13 +195,11 @@ LR_INLINE void forward_block(float *y, float *xa, const float *x, const float *A
         memset(blk + (size_t)i * rp + r, 0, sizeof(float) * (rp - r)); /* x non-finite: no NaN from 0·inf */
     }
     float cf[LR_ROWS][LR_RANKS];
-    for (int c0 = 0; c0 < out; c0 += LR_COLS) {
-        int len = out - c0 < LR_COLS ? out - c0 : LR_COLS;
-        for (int j0 = 0; j0 < rp; j0 += LR_RANKS) {
-            block_coefs(cf, blk, rp, j0, sh->scale, R);
-            axpy_tile(yn + c0, cf, Bt + (size_t)j0 * out + c0, out, len, R, !accumulate && j0 == 0, NULL, 0.0f, 0,
-                      NULL, NULL, NULL, 0);
-        }
+    if (!accumulate)
+        for (int i = 0; i < R; i++) memset(yn + (size_t)i * out, 0, sizeof(float) * out);
+    for (int j0 = 0; j0 < rp; j0 += LR_RANKS) {
+        block_coefs(cf, blk, rp, j0, sh->scale, R);
+        axpy_tile(yn, cf, Bt + (size_t)j0 * out, out, R, NULL, 0.0f, 0, NULL, NULL, NULL, 0);
     }
 }
 
@@ -214,13 +232,9 @@ LR_INLINE void backward_block(float *d_in, float *d_xa, float *PA, float *PB, fl
         memset(dblk + (size_t)i * rp + r, 0, sizeof(float) * (rp - r));
     }
     float cf[LR_ROWS][LR_RANKS];
-    for (int c0 = 0; c0 < in; c0 += LR_COLS) {
-        int len = in - c0 < LR_COLS ? in - c0 : LR_COLS;
-        for (int j0 = 0; j0 < rp; j0 += LR_RANKS) {
-            block_coefs(cf, dblk, rp, j0, 1.0f, R);
-            axpy_tile(dinn + c0, cf, Ap + (size_t)j0 * in + c0, in, len, R, 0, masked ? keepn + c0 : NULL,
-                      keep_scale, masked, PA + (size_t)j0 * in + c0, cf, xn + c0, 1);
-        }
+    for (int j0 = 0; j0 < rp; j0 += LR_RANKS) {
+        block_coefs(cf, dblk, rp, j0, 1.0f, R);
+        axpy_tile(dinn, cf, Ap + (size_t)j0 * in, in, R, keepn, keep_scale, masked, PA + (size_t)j0 * in, cf, xn, 1);
     }
 }
 

@@ -185,9 +185,7 @@ static void test_finite_differences(int masked) {
     }
     float y[N * OUT], xa[N * R], dxa[N * R], din[N * IN] = {0}, dA[R * IN] = {0}, dB[OUT * R] = {0};
     float fd_x[N * IN], fd_A[R * IN], fd_B[OUT * R];
-    float scratch_data[2048];
-    CHECK(lowrank_scratch_floats(IN, OUT, R, 2) <= 2048, "scratch size %zu", lowrank_scratch_floats(IN, OUT, R, 2));
-    lowrank_scratch scratch = {scratch_data, 2, LOWRANK_ISA_AUTO};
+    lowrank_scratch scratch = {pc_malloc(sizeof(float) * lowrank_scratch_floats(IN, OUT, R, 2)), 2, LOWRANK_ISA_AUTO};
     lowrank_shape sh = {N, IN, OUT, R, s};
     lowrank_forward(y, xa, xd, A, B, &sh, 0, &scratch);
     lowrank_backward(din, dA, dB, dxa, G, xd, xa, A, B, masked ? keep : NULL, keep_scale, &sh, &scratch);
@@ -199,7 +197,7 @@ static void test_finite_differences(int masked) {
     CHECK(expect_close("dA vs finite differences", dA, fd_A, R * IN, 1e-3, 1e-4), "%s", mode);
     finite_diff(objective, &c, B, OUT * R, 1e-2, fd_B);
     CHECK(expect_close("dB vs finite differences", dB, fd_B, OUT * R, 1e-3, 1e-4), "%s", mode);
-    pc_free(x), pc_free(A), pc_free(B), pc_free(G);
+    pc_free(x), pc_free(A), pc_free(B), pc_free(G), pc_free(scratch.data);
 }
 
 /* The variants this CPU can run: every one of them is checked, not only the one AUTO picks. */
