@@ -81,8 +81,10 @@ typedef struct pc_model {
     /* Gradient checkpointing (activation recomputation): a training plan keeps, per layer, only the layer's
      * input and one shared set of the other buffers; backward re-runs each layer's forward (hooks included,
      * with the dropout draws of the first run) just before that layer's backward. Same loss and gradients,
-     * a fraction of the activation memory, about one more forward of compute. Read by pc_model_plan: a
-     * training plan made under the other setting is replaced by the next plan or training step. */
+     * a fraction of the activation memory, about one more forward of compute. LINEAR, HEAD_OUT and SUBLAYER
+     * hooks are then called twice per layer and step, and must rebuild the same state from the same inputs
+     * and RNG; ATTN_KV hooks are called once (their keys/values are kept). Read by pc_model_plan: a training
+     * plan made under the other setting is replaced by the next plan or training step. */
     int gradient_checkpointing;
 } pc_model;
 
