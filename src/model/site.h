@@ -23,7 +23,12 @@
  *   OUTPUT     out [N,C] final hidden state after the final norm (classification/embedding heads).
  *
  * Parameter sites (LN tuning, BitFit, full fine-tuning) need no hook: a method makes a base tensor
- * trainable through pc_model_param_make_trainable, and the model computes its gradient. */
+ * trainable through pc_model_param_make_trainable, and the model computes its gradient.
+ *
+ * Gradient checkpointing (pc_model.gradient_checkpointing) re-runs a layer's forward just before its
+ * backward, so LINEAR, HEAD_OUT and SUBLAYER forward hooks may be called twice per layer and step: the second
+ * call gets the same inputs and a copy of the RNG as the first saw it, and must rebuild the same state
+ * (saved products, dropout masks). ATTN_KV, INPUT and OUTPUT hooks are called once per step. */
 #ifndef PC_MODEL_SITE_H
 #define PC_MODEL_SITE_H
 
