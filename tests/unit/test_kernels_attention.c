@@ -1,8 +1,10 @@
 /* kernels/attention: the tiled forward (out and lse) against a naive double implementation that builds the
  * full T×T softmax, with grouped-query heads, prefix keys/values and document masks, at sizes that span
  * several query and key tiles; the backward (dq, dk, dv, dprefix_k, dprefix_v) against central finite
- * differences of that naive forward; the KV-cache decode path against the naive rule. */
+ * differences of that naive forward; results identical for every thread count (the backward splits
+ * groups when they do not divide among the threads); the KV-cache decode path against the naive rule. */
 #include <math.h>
+#include <omp.h>
 #include <string.h>
 
 #include "core/alloc.h"
@@ -12,7 +14,7 @@
 static pc_rng rng;
 
 typedef struct att_case {
-    int B, T, P, H, KVH, hd, with_doc;
+    int B, T, P, H, KVH, hd, with_doc; /* with_doc: 0 none, 1 documents up to T/2 long, n > 1 up to n long */
     float *q, *k, *v, *pk, *pv, *G; /* G: upstream gradient defining the scalar f = Σ G ⊙ out */
     int *doc;
 } att_case;
@@ -72,9 +74,10 @@ static att_case make_case(int B, int T, int P, int H, int KVH, int hd, int with_
     if (with_doc) { /* packed rows: documents of assorted lengths, ids not in order */
         c.doc = pc_malloc(sizeof(int) * B * T);
         for (int b = 0; b < B; b++) {
-            int id = 5 * b + 1, left = 1 + (int)pc_rng_below(&rng, T / 2 + 1);
+            int max_len = with_doc > 1 ? with_doc : T / 2;
+            int id = 5 * b + 1, left = 1 + (int)pc_rng_below(&rng, max_len + 1);
             for (int t = 0; t < T; t++) {
-                if (left-- == 0) id = id * 7 % 13, left = (int)pc_rng_below(&rng, T / 2 + 1);
+                if (left-- == 0) id = id * 7 % 13, left = (int)pc_rng_below(&rng, max_len + 1);
                 c.doc[b * T + t] = id;
             }
         }
@@ -183,12 +186,48 @@ static void test_cached(int Tn, int S, int H, int KVH, int hd) {
     pc_free(q), pc_free(kc), pc_free(vc), pc_free(out), pc_free(want), pc_free(od);
 }
 
+/* Forward and backward with 1, 2 and 3 threads give bit-identical results: every output element gets its
+ * terms in one fixed order, also when the backward splits a group (3 groups on 2 threads, 1 group on 2
+ * or 3 threads). */
+static void test_thread_invariance(int B, int T, int P, int H, int KVH, int hd, int with_doc) {
+    att_case c = make_case(B, T, P, H, KVH, hd, with_doc);
+    long nq = (long)B * T * H * hd, nkv = (long)B * T * KVH * hd, np = (long)P * KVH * hd, nl = (long)B * H * T;
+    long n_all = 2 * nq + nl + 2 * nkv + 2 * np; /* out, lse, dq, dk, dv, dpk, dpv */
+    float *first = NULL, *all = pc_malloc(sizeof(float) * n_all);
+    char what[128];
+    describe(what, sizeof what, &c);
+    for (int threads = 1; threads <= 3; threads++) {
+        omp_set_num_threads(threads);
+        float *out = all, *lse = out + nq, *dq = lse + nl, *dk = dq + nq, *dv = dk + nkv, *dpk = dv + nkv,
+              *dpv = dpk + np;
+        memset(all, 0, sizeof(float) * n_all);
+        attention_forward(out, lse, c.q, c.k, c.v, c.pk, c.pv, c.doc, B, T, P, H, KVH, hd);
+        attention_backward(dq, dk, dv, P ? dpk : NULL, P ? dpv : NULL, c.G, out, lse, c.q, c.k, c.v, c.pk, c.pv, c.doc,
+                           B, T, P, H, KVH, hd);
+        if (!first) {
+            first = all;
+            all = pc_malloc(sizeof(float) * n_all);
+            continue;
+        }
+        CHECK(memcmp(first, all, sizeof(float) * n_all) == 0, "attention: %d threads give the 1-thread result (%s)",
+              threads, what);
+    }
+    omp_set_num_threads(2);
+    pc_free(first), pc_free(all);
+    free_case(&c);
+}
+
 int main(void) {
     pc_rng_seed(&rng, 2024);
+    /* Two threads whatever the machine: cases with 3 (batch, kv head) groups then take the split backward. */
+    omp_set_num_threads(2);
     /* Forward at sizes that cross query tiles (32) and key tiles (64). */
     int fwd[][7] = {
         {1, 9, 0, 2, 2, 4, 0},    {2, 70, 5, 4, 2, 8, 1},    {2, 70, 5, 4, 2, 8, 0}, {1, 200, 10, 4, 2, 64, 0},
         {2, 130, 0, 6, 1, 16, 1}, {1, 33, 70, 2, 1, 32, 1},  {3, 1, 2, 2, 2, 8, 0},
+        /* T = 1; a head dimension with a partial vector (20 = 16 + 4) and with three vectors (48); a prefix
+         * of exactly one tile (64) and one past it (65); short documents, so whole tiles are masked */
+        {1, 1, 0, 1, 1, 20, 0},   {2, 129, 64, 6, 3, 20, 0}, {1, 192, 65, 2, 2, 48, 1}, {1, 300, 0, 4, 2, 64, 40},
     };
     for (size_t i = 0; i < sizeof fwd / sizeof fwd[0]; i++) {
         int *p = fwd[i];
@@ -199,6 +238,9 @@ int main(void) {
     /* Backward: every gradient, with GQA, prefix, doc masks, several tiles. */
     int bwd[][7] = {
         {1, 9, 0, 2, 2, 4, 0}, {2, 70, 5, 4, 2, 8, 1}, {1, 40, 3, 6, 1, 8, 0}, {2, 37, 66, 2, 2, 4, 1},
+        /* T = 1 with a prefix; 3 groups on 2 threads (the split backward) over 3 query blocks, with a prefix,
+         * documents and a partial vector; short documents (masked tiles skipped) with hd = 16 */
+        {1, 1, 2, 2, 1, 8, 0}, {1, 130, 7, 3, 3, 20, 1}, {1, 150, 0, 4, 2, 16, 25},
     };
     for (size_t i = 0; i < sizeof bwd / sizeof bwd[0]; i++) {
         int *p = bwd[i];
@@ -206,6 +248,9 @@ int main(void) {
         test_backward(&c);
         free_case(&c);
     }
+    test_thread_invariance(1, 200, 3, 6, 3, 64, 1);
+    test_thread_invariance(1, 260, 0, 2, 1, 20, 0);
+    test_thread_invariance(2, 100, 70, 4, 2, 32, 30);
     test_cached(1, 10, 4, 2, 8);
     test_cached(3, 10, 4, 2, 8);
     test_cached(5, 600, 6, 2, 16); /* several cache blocks */
