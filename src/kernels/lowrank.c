@@ -192,7 +192,7 @@ LR_INLINE void forward_block(float *y, float *xa, const float *x, const float *A
         dot_tile(blk + j0, rp, 1.0f, xn, Ap + (size_t)j0 * in, in, R, NULL, NULL, 0, 0);
     for (int i = 0; i < R; i++) {
         memcpy(xa + (size_t)(n + i) * r, blk + (size_t)i * rp, sizeof(float) * r);
-        memset(blk + (size_t)i * rp + r, 0, sizeof(float) * (rp - r)); /* x non-finite: no NaN from 0·inf */
+        memset(blk + (size_t)i * rp + r, 0, sizeof(float) * (rp - r)); /* an inf in x made 0·inf = NaN there */
     }
     float cf[LR_ROWS][LR_RANKS];
     if (!accumulate)

@@ -6,8 +6,8 @@
  *
  * The product x·A is computed once per step and reused by backward. A is kaiming-uniform, B zero, m the
  * row norms of W (so the adapter starts as the identity). The rank-r products run in kernels/lowrank.c,
- * which takes each block of rows through every product that reads it (a GEMM library per product read the
- * [N,in] and [N,out] matrices once each time). */
+ * which takes each block of rows through every product that reads it (as six GEMM calls, each product read
+ * its [N,in] or [N,out] matrix on its own). */
 #include <assert.h>
 #include <math.h>
 #include <omp.h>
