@@ -18,8 +18,9 @@
  * Every product (K·Qᵀ, V·dOᵀ, P·V, dS·K, dSᵀ·Q, Pᵀ·dO) is one micro-GEMM (tile_gemm): ATT_MR rows × 64
  * columns of the result stay in registers while one operand is broadcast element by element, so K, V, P
  * and dS are read straight from their row-major tiles and only Q and dO (once per query block) are
- * transposed. The head dimension is zero-padded to hdp (a multiple of 16) in the packed tiles; the padding
- * contributes exact zeros. All work is split so that each output element is written by one task in a
+ * transposed. When the head dimension hd is a multiple of 16, K, V, Q and dO rows are read in place;
+ * otherwise they are copied into tiles zero-padded to hdp (a multiple of 16), whose padding contributes
+ * exact zeros. All work is split so that each output element is written by one task in a
  * fixed order: results do not depend on the thread count or timing. */
 #include <limits.h>
 #include <math.h>
@@ -76,7 +77,8 @@ ATT_INLINE att_vec vec_max(att_vec a, att_vec b) { return vec_select(a > b, a, b
  * (masked −inf scores give P = 0); NaN stays NaN. */
 ATT_INLINE att_vec vec_exp(att_vec x) {
     const float magic = 12582912.0f; /* 1.5·2^23: adding it leaves round(t) in the low mantissa bits */
-    att_vec xc = vec_select(x < -87.5f, vec_splat(-87.5f), x); /* keeps 2^n normal; NaN fails the test */
+    att_ivec tiny = x < -87.0f;     /* result 0; NaN fails the test and stays NaN */
+    att_vec xc = vec_select(tiny, vec_splat(-87.0f), x); /* keeps 2^n normal (n ≥ −126) */
     att_vec shifted = xc * 1.44269504088896341f + magic;
     att_vec fn = shifted - magic;
     att_vec r = xc - fn * 0.693359375f + fn * 2.12194440e-4f; /* ln2 split in two for an exact product */
@@ -89,7 +91,7 @@ ATT_INLINE att_vec vec_exp(att_vec x) {
     p = p * r * r + r + 1.0f;
     att_uvec n_biased = (att_uvec)shifted - (0x4B400000u - 127u); /* n + 127 */
     att_vec e = p * (att_vec)(n_biased << 23);
-    return (att_vec)((att_ivec)e & ~(x < -87.0f));
+    return (att_vec)((att_ivec)e & ~tiny);
 }
 
 /* ---- micro-GEMM ------------------------------------------------------------------------------------- */
@@ -170,7 +172,10 @@ PC_SIMD_CLONES __attribute__((noinline)) static void tile_gemm(int m, int n, int
 typedef struct att_qblock {
     int b, h, q0, nq;
     float *Qt;              /* [hdp][ATT_BQ] scale·Qᵀ, zero beyond hd and nq */
-    float *Qr, *dOt, *dOr;  /* backward: Q rows [ATT_BQ][hdp], dOᵀ [hdp][ATT_BQ], dO rows */
+    float *dOt;             /* backward: dOᵀ [hdp][ATT_BQ] */
+    const float *Q, *dO;    /* backward: Q and dO rows, ld apart (in place when hd is a multiple of 16) */
+    int ld;
+    float *Qbuf, *dObuf;    /* [ATT_BQ][hdp] room for padded copies */
     float lse[ATT_BQ];      /* backward: saved lse; +inf on padding lanes, so P = 0 there */
     float D[ATT_BQ];        /* backward: Σ_j dO·O */
     int doc[ATT_BQ];        /* doc ids of the queries (doc mask only) */
@@ -357,9 +362,9 @@ ATT_INLINE void online_softmax_tile(att_online *st, float *S, const att_ktile *k
 PC_SIMD_CLONES static void forward_block(float *out, float *lse, const float *q, const float *k, const float *v,
                                          const float *prefix_k, const float *prefix_v, const int *doc,
                                          const att_dims *d, int b, int h, int q0) {
-    int hd = d->hd, hdp = d->hdp, kvh = h / (d->H / d->KVH);
-    float Qt[hdp * ATT_BQ], Kr[ATT_BK * hdp], Vr[ATT_BK * hdp], O[ATT_BQ * hdp], S[ATT_BK * ATT_BQ];
-    att_qblock qb = {b, h, q0, d->T - q0 < ATT_BQ ? d->T - q0 : ATT_BQ, Qt, NULL, NULL, NULL, {0}, {0}, {0}};
+    int hd = d->hd, hdp = d->hdp, kvh = h / (d->H / d->KVH), copies = hd == hdp ? 1 : ATT_BK * hdp;
+    float Qt[hdp * ATT_BQ], Kr[copies], Vr[copies], O[ATT_BQ * hdp], S[ATT_BK * ATT_BQ];
+    att_qblock qb = {b, h, q0, d->T - q0 < ATT_BQ ? d->T - q0 : ATT_BQ, Qt, NULL, NULL, NULL, 0, NULL, NULL, {0}, {0}, {0}};
     att_ktile kt = {0, 0, 0, NULL, NULL, NULL, Kr, Vr};
     att_online st;
     st.O = O;
@@ -415,9 +420,14 @@ ATT_INLINE void load_query_block(att_qblock *qb, const float *q, const float *do
     size_t stride = (size_t)d->H * hd, off = (((size_t)b * d->T + q0) * d->H + h) * hd;
     qb->b = b, qb->h = h, qb->q0 = q0, qb->nq = d->T - q0 < ATT_BQ ? d->T - q0 : ATT_BQ;
     pack_transposed(qb->Qt, q + off, stride, qb->nq, d, d->scale);
-    pack_rows(qb->Qr, q + off, stride, qb->nq, d);
+    if (d->hd == d->hdp) {
+        qb->Q = q + off, qb->dO = dout + off, qb->ld = (int)stride;
+    } else {
+        pack_rows(qb->Qbuf, q + off, stride, qb->nq, d);
+        pack_rows(qb->dObuf, dout + off, stride, qb->nq, d);
+        qb->Q = qb->Qbuf, qb->dO = qb->dObuf, qb->ld = d->hdp;
+    }
     pack_transposed(qb->dOt, dout + off, stride, qb->nq, d, 1.0f);
-    pack_rows(qb->dOr, dout + off, stride, qb->nq, d);
     for (int r = 0; r < ATT_BQ; r++) {
         qb->lse[r] = INFINITY, qb->D[r] = 0.0f;
         if (doc) qb->doc[r] = doc[(size_t)b * d->T + q0 + (r < qb->nq ? r : 0)];
@@ -480,8 +490,8 @@ ATT_INLINE void backward_tile(const att_qblock *qb, const att_ktile *kt, const a
     if (g->dQ) /* dQ += scale·dS·K, dS read as dSᵀ's columns */
         tile_gemm(qb->nq, hdp, nk, w->dS, 1, ATT_BQ, kt->K, kt->ld, g->dQ, g->ldq, kt->diag ? TILE_K_TO_ROW : TILE_FULL, 1);
     enum tile_shape krow = kt->diag ? TILE_K_FROM_ROW : TILE_FULL;
-    if (g->dK) tile_gemm(nk, hdp, qb->nq, w->dS, ATT_BQ, 1, qb->Qr, hdp, g->dK, g->ldkv, krow, g->kv_accumulate);
-    if (g->dV) tile_gemm(nk, hdp, qb->nq, w->S, ATT_BQ, 1, qb->dOr, hdp, g->dV, g->ldkv, krow, g->kv_accumulate);
+    if (g->dK) tile_gemm(nk, hdp, qb->nq, w->dS, ATT_BQ, 1, qb->Q, qb->ld, g->dK, g->ldkv, krow, g->kv_accumulate);
+    if (g->dV) tile_gemm(nk, hdp, qb->nq, w->S, ATT_BQ, 1, qb->dO, qb->ld, g->dV, g->ldkv, krow, g->kv_accumulate);
 }
 
 /* dst_c += rows[c] for the n rows of a scratch tile (dst rows `stride` apart). */
@@ -521,11 +531,11 @@ PC_SIMD_CLONES static void backward_part(float *dq, float *dk, float *dv, const 
                                          const float *prefix_k, const float *prefix_v, const int *doc,
                                          const att_dims *d, att_part part) {
     int hd = d->hd, hdp = d->hdp, group = d->H / d->KVH, direct = hd == hdp, b = part.b, kvh = part.kvh;
+    int copies = direct ? 1 : ATT_BK * hdp; /* padded copies and scratch gradients: only when not direct */
     size_t kv_stride = (size_t)d->KVH * hd;
-    float Qt[hdp * ATT_BQ], Qr[ATT_BQ * hdp], dOt[hdp * ATT_BQ], dOr[ATT_BQ * hdp], dQ[ATT_BQ * hdp];
-    float Kr[ATT_BK * hdp], Vr[ATT_BK * hdp], dK[ATT_BK * hdp], dV[ATT_BK * hdp], S[ATT_BK * ATT_BQ],
-        dS[ATT_BK * ATT_BQ];
-    att_qblock qb = {0, 0, 0, 0, Qt, Qr, dOt, dOr, {0}, {0}, {0}};
+    float Qt[hdp * ATT_BQ], Qr[copies], dOt[hdp * ATT_BQ], dOr[copies], dQ[copies];
+    float Kr[copies], Vr[copies], dK[copies], dV[copies], S[ATT_BK * ATT_BQ], dS[ATT_BK * ATT_BQ];
+    att_qblock qb = {0, 0, 0, 0, Qt, dOt, NULL, NULL, 0, Qr, dOr, {0}, {0}, {0}};
     att_ktile kt = {0, 0, 0, NULL, NULL, NULL, Kr, Vr};
     att_bscratch w = {S, dS};
     for (int h = kvh * group; h < (kvh + 1) * group; h++)
@@ -585,11 +595,11 @@ PC_SIMD_CLONES static void backward_prefix(float *dprefix_k, float *dprefix_v, c
                                            const float *prefix_k, const float *prefix_v, const int *doc,
                                            const att_dims *d, int kvh) {
     int hd = d->hd, hdp = d->hdp, group = d->H / d->KVH, direct = hd == hdp;
+    int copies = direct ? 1 : ATT_BK * hdp; /* padded copies and scratch gradients: only when not direct */
     size_t kv_stride = (size_t)d->KVH * hd;
-    float Qt[hdp * ATT_BQ], Qr[ATT_BQ * hdp], dOt[hdp * ATT_BQ], dOr[ATT_BQ * hdp];
-    float Kr[ATT_BK * hdp], Vr[ATT_BK * hdp], dK[ATT_BK * hdp], dV[ATT_BK * hdp], S[ATT_BK * ATT_BQ],
-        dS[ATT_BK * ATT_BQ];
-    att_qblock qb = {0, 0, 0, 0, Qt, Qr, dOt, dOr, {0}, {0}, {0}};
+    float Qt[hdp * ATT_BQ], Qr[copies], dOt[hdp * ATT_BQ], dOr[copies];
+    float Kr[copies], Vr[copies], dK[copies], dV[copies], S[ATT_BK * ATT_BQ], dS[ATT_BK * ATT_BQ];
+    att_qblock qb = {0, 0, 0, 0, Qt, dOt, NULL, NULL, 0, Qr, dOr, {0}, {0}, {0}};
     att_ktile kt = {0, 0, 0, NULL, NULL, NULL, Kr, Vr};
     att_bscratch w = {S, dS};
     for (int b = 0; b < d->B; b++)
