@@ -226,8 +226,10 @@ int main(void) {
         {1, 9, 0, 2, 2, 4, 0},    {2, 70, 5, 4, 2, 8, 1},    {2, 70, 5, 4, 2, 8, 0}, {1, 200, 10, 4, 2, 64, 0},
         {2, 130, 0, 6, 1, 16, 1}, {1, 33, 70, 2, 1, 32, 1},  {3, 1, 2, 2, 2, 8, 0},
         /* T = 1; a head dimension with a partial vector (20 = 16 + 4) and with three vectors (48); a prefix
-         * of exactly one tile (64) and one past it (65); short documents, so whole tiles are masked */
+         * of exactly one tile (64) and one past it (65); short documents, so whole tiles are masked; head
+         * rows longer than one 64-column chunk of the micro-GEMM (128, and 72 padded to 80) */
         {1, 1, 0, 1, 1, 20, 0},   {2, 129, 64, 6, 3, 20, 0}, {1, 192, 65, 2, 2, 48, 1}, {1, 300, 0, 4, 2, 64, 40},
+        {1, 70, 3, 2, 1, 128, 1}, {1, 100, 0, 2, 2, 72, 0},
     };
     for (size_t i = 0; i < sizeof fwd / sizeof fwd[0]; i++) {
         int *p = fwd[i];
@@ -239,8 +241,9 @@ int main(void) {
     int bwd[][7] = {
         {1, 9, 0, 2, 2, 4, 0}, {2, 70, 5, 4, 2, 8, 1}, {1, 40, 3, 6, 1, 8, 0}, {2, 37, 66, 2, 2, 4, 1},
         /* T = 1 with a prefix; 3 groups on 2 threads (the split backward) over 3 query blocks, with a prefix,
-         * documents and a partial vector; short documents (masked tiles skipped) with hd = 16 */
-        {1, 1, 2, 2, 1, 8, 0}, {1, 130, 7, 3, 3, 20, 1}, {1, 150, 0, 4, 2, 16, 25},
+         * documents and a partial vector; short documents (masked tiles skipped) with hd = 16; hd = 80 (a
+         * 64-column chunk and a 16-column one) */
+        {1, 1, 2, 2, 1, 8, 0}, {1, 130, 7, 3, 3, 20, 1}, {1, 150, 0, 4, 2, 16, 25}, {1, 66, 2, 2, 1, 80, 0},
     };
     for (size_t i = 0; i < sizeof bwd / sizeof bwd[0]; i++) {
         int *p = bwd[i];
