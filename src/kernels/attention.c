@@ -33,8 +33,9 @@
 #include "kernels/attention.h"
 #include "kernels/simd.h"
 
-/* The vector helpers below pass 64-byte vectors by value; compilers warn that such a call's ABI differs
- * between instruction sets. They are always inlined, so no such call exists. */
+/* The vector helpers below return 64-byte vectors; compilers warn that such a call's ABI differs between
+ * instruction sets. They are always inlined, so no such call exists. (Helpers that would take vectors as
+ * arguments are macros or take pointers: GCC's note about those cannot be silenced from the source.) */
 #pragma GCC diagnostic ignored "-Wpsabi"
 
 /* ATT_BQ == ATT_BK keeps sequence tiles aligned with query blocks. ATT_QV: vectors per tile row. ATT_MR:
@@ -59,23 +60,31 @@ typedef int att_ivec __attribute__((vector_size(64), aligned(4)));
 typedef unsigned att_uvec __attribute__((vector_size(64), aligned(4)));
 
 ATT_INLINE att_vec vec_load(const float *p) { return *(const att_vec *)p; }
-ATT_INLINE void vec_store(float *p, att_vec x) { *(att_vec *)p = x; }
+#define vec_store(p, x) ((void)(*(att_vec *)(p) = (x)))
 ATT_INLINE att_ivec ivec_load(const int *p) { return *(const att_ivec *)p; }
 ATT_INLINE att_vec vec_splat(float x) { return (att_vec){0} + x; }
 ATT_INLINE att_ivec ivec_splat(int x) { return (att_ivec){0} + x; }
 ATT_INLINE att_ivec lane_index(int v) { return (att_ivec){0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15} + 16 * v; }
-/* Lanes of `yes` where mask is all ones, of `no` where it is zero (masks come from vector comparisons). */
-ATT_INLINE att_vec vec_select(att_ivec mask, att_vec yes, att_vec no) {
-    return (att_vec)(((att_ivec)yes & mask) | ((att_ivec)no & ~mask));
-}
-ATT_INLINE att_vec vec_max(att_vec a, att_vec b) { return vec_select(a > b, a, b); }
+/* Lanes of `yes` where mask is all ones, of `no` where it is zero (masks come from vector comparisons).
+ * Statement expressions, so that each argument is evaluated once. */
+#define vec_select(mask, yes, no)                                                                             \
+    ({                                                                                                        \
+        att_ivec mask_ = (mask);                                                                              \
+        (att_vec)(((att_ivec)(yes) & mask_) | ((att_ivec)(no) & ~mask_));                                     \
+    })
+#define vec_max(a, b)                                                                                         \
+    ({                                                                                                        \
+        att_vec a_ = (a), b_ = (b);                                                                           \
+        vec_select(a_ > b_, a_, b_);                                                                          \
+    })
 
 /* pc_exp_approx (kernels/simd.h) lane-wise: the same range reduction x = n·ln2 + r and polynomial, for
  * x ≤ 88 (every caller passes a score minus its running maximum or minus lse, ≤ 0, or −inf). n is
  * rounded with the 1.5·2^23 trick instead of a float→int conversion, so no input (NaN, ±inf) reaches an
  * undefined conversion; results match pc_exp_approx except at exact rounding ties. Exactly 0 below −87
  * (masked −inf scores give P = 0); NaN stays NaN. */
-ATT_INLINE att_vec vec_exp(att_vec x) {
+ATT_INLINE att_vec vec_exp(const att_vec *xp) {
+    att_vec x = *xp;
     const float magic = 12582912.0f; /* 1.5·2^23: adding it leaves round(t) in the low mantissa bits */
     att_ivec tiny = x < -87.0f;     /* result 0; NaN fails the test and stays NaN */
     att_vec xc = vec_select(tiny, vec_splat(-87.0f), x); /* keeps 2^n normal (n ≥ −126) */
@@ -336,10 +345,10 @@ ATT_INLINE void online_softmax_tile(att_online *st, float *S, const att_ktile *k
         att_vec tile_max = vec_max(vec_max(mx[0], mx[1]), vec_max(mx[2], mx[3]));
         att_vec m_old = vec_load(st->m + 16 * v), m_new = vec_max(m_old, tile_max);
         att_vec shift = vec_select(m_new == -INFINITY, vec_splat(0.0f), m_new), sum = vec_splat(0.0f);
-        att_vec cr = vec_exp(m_old - shift); /* 0 on a lane's first visible tile */
+        att_vec moved = m_old - shift, cr = vec_exp(&moved); /* 0 on a lane's first visible tile */
         for (c = 0; c < rows; c++) {
             float *s = S + c * ATT_BQ + 16 * v;
-            att_vec p = vec_exp(vec_load(s) - shift);
+            att_vec shifted = vec_load(s) - shift, p = vec_exp(&shifted);
             vec_store(s, p);
             sum += p;
         }
@@ -470,7 +479,8 @@ ATT_INLINE void backward_tile(const att_qblock *qb, const att_ktile *kt, const a
         int c = 0;
         for (; c < lane_rows(kt, v); c++) {
             float *s = w->S + c * ATT_BQ + 16 * v;
-            vec_store(s, vec_exp(vec_load(s) - L)); /* masked: exp(−inf) = 0 */
+            att_vec shifted = vec_load(s) - L;
+            vec_store(s, vec_exp(&shifted)); /* masked: exp(−inf) = 0 */
         }
         for (; c < nk; c++) vec_store(w->S + c * ATT_BQ + 16 * v, vec_splat(0.0f));
     }
