@@ -51,12 +51,20 @@ static int pad_rank(int r) { return (r + LR_RANKS - 1) / LR_RANKS * LR_RANKS; }
 LR_INLINE lr_vec vload(const float *p) { return *(const lr_vec *)p; }
 #define VSTORE(p, v) (*(lr_vec *)(p) = (v))
 
+/* Lane permutation of one vector: GCC spells it __builtin_shuffle with an index vector, clang (the fuzz
+ * build) __builtin_shufflevector with the indices as arguments. */
+#if defined(__clang__)
+#define LR_SHUFFLE(v, ...) __builtin_shufflevector(v, v, __VA_ARGS__)
+#else
+#define LR_SHUFFLE(v, ...) __builtin_shuffle(v, (lr_lanes){__VA_ARGS__})
+#endif
+
 LR_INLINE float vsum(const lr_vec *p) { /* by address: no vector passes through a call's ABI */
     lr_vec v = *p;
-    v += __builtin_shuffle(v, (lr_lanes){8, 9, 10, 11, 12, 13, 14, 15, 0, 1, 2, 3, 4, 5, 6, 7});
-    v += __builtin_shuffle(v, (lr_lanes){4, 5, 6, 7, 0, 1, 2, 3, 12, 13, 14, 15, 8, 9, 10, 11});
-    v += __builtin_shuffle(v, (lr_lanes){2, 3, 0, 1, 6, 7, 4, 5, 10, 11, 8, 9, 14, 15, 12, 13});
-    v += __builtin_shuffle(v, (lr_lanes){1, 0, 3, 2, 5, 4, 7, 6, 9, 8, 11, 10, 13, 12, 15, 14});
+    v += LR_SHUFFLE(v, 8, 9, 10, 11, 12, 13, 14, 15, 0, 1, 2, 3, 4, 5, 6, 7);
+    v += LR_SHUFFLE(v, 4, 5, 6, 7, 0, 1, 2, 3, 12, 13, 14, 15, 8, 9, 10, 11);
+    v += LR_SHUFFLE(v, 2, 3, 0, 1, 6, 7, 4, 5, 10, 11, 8, 9, 14, 15, 12, 13);
+    v += LR_SHUFFLE(v, 1, 0, 3, 2, 5, 4, 7, 6, 9, 8, 11, 10, 13, 12, 15, 14);
     return v[0];
 }
 
