@@ -79,25 +79,18 @@ ATT_INLINE att_ivec lane_index(int v) { return (att_ivec){0, 1, 2, 3, 4, 5, 6, 7
     })
 
 /* pc_exp_approx (kernels/simd.h) lane-wise: the same range reduction x = n·ln2 + r and polynomial, for
- * x ≤ 88 (every caller passes a score minus its running maximum or minus lse, ≤ 0, or −inf). n is
- * rounded with the 1.5·2^23 trick instead of a float→int conversion, so no input (NaN, ±inf) reaches an
- * undefined conversion; results match pc_exp_approx except at exact rounding ties. Exactly 0 below −87
- * (masked −inf scores give P = 0); NaN stays NaN. */
+ * x ≤ 88 (every caller passes a score minus its running maximum or minus lse, ≤ 0, or −inf), built from
+ * the constants and polynomial simd.h defines for it. x is clamped to −87 first so 2^n stays normal;
+ * exactly 0 below −87 (masked −inf scores give P = 0); NaN stays NaN. */
 ATT_INLINE att_vec vec_exp(const att_vec *xp) {
     att_vec x = *xp;
-    const float magic = 12582912.0f; /* 1.5·2^23: adding it leaves round(t) in the low mantissa bits */
-    att_ivec tiny = x < -87.0f;     /* result 0; NaN fails the test and stays NaN */
+    att_ivec tiny = x < -87.0f; /* result 0; NaN fails the test and stays NaN */
     att_vec xc = vec_select(tiny, vec_splat(-87.0f), x); /* keeps 2^n normal (n ≥ −126) */
-    att_vec shifted = xc * 1.44269504088896341f + magic;
-    att_vec fn = shifted - magic;
-    att_vec r = xc - fn * 0.693359375f + fn * 2.12194440e-4f; /* ln2 split in two for an exact product */
-    att_vec p = vec_splat(1.9875691500e-4f);
-    p = p * r + 1.3981999507e-3f;
-    p = p * r + 8.3334519073e-3f;
-    p = p * r + 4.1665795894e-2f;
-    p = p * r + 1.6666665459e-1f;
-    p = p * r + 5.0000001201e-1f;
-    p = p * r * r + r + 1.0f;
+    att_vec shifted = xc * PC_LOG2E + PC_EXP_ROUND;
+    att_vec fn = shifted - PC_EXP_ROUND;
+    att_vec r = xc - fn * PC_LN2_HI + fn * PC_LN2_LO;
+    att_vec p = vec_splat(PC_EXP_C0);
+    PC_EXP_HORNER(p, r);
     att_uvec n_biased = (att_uvec)shifted - (0x4B400000u - 127u); /* n + 127 */
     att_vec e = p * (att_vec)(n_biased << 23);
     return (att_vec)((att_ivec)e & ~tiny);

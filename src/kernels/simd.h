@@ -30,23 +30,36 @@
  * NaN, huge — gives some integer that the clamps below bring into range, defined behaviour throughout). The
  * clamps are on the integer n, which GCC turns into min/max, and the underflow to 0 is a bit mask (which is
  * also what makes the results for x < −87 exact whatever n became). */
+/* The pieces of pc_exp_approx, shared with the lane-wise version in attention.c (GCC vector types take the
+ * same arithmetic): log2(e), ln2 split in two so that n·ln2 is exact, and Cephes' degree-6 polynomial for e^r,
+ * |r| ≤ ln2/2, by Horner from p = PC_EXP_C0. */
+#define PC_LOG2E 1.44269504088896341f
+#define PC_LN2_HI 0.693359375f
+#define PC_LN2_LO 2.12194440e-4f
+#define PC_EXP_ROUND 12582912.0f /* 1.5·2²³: t + this leaves round(t) in the low mantissa bits */
+#define PC_EXP_C0 1.9875691500e-4f
+#define PC_EXP_HORNER(p, r)                                                                                  \
+    do {                                                                                                     \
+        (p) = (p) * (r) + 1.3981999507e-3f;                                                                  \
+        (p) = (p) * (r) + 8.3334519073e-3f;                                                                  \
+        (p) = (p) * (r) + 4.1665795894e-2f;                                                                  \
+        (p) = (p) * (r) + 1.6666665459e-1f;                                                                  \
+        (p) = (p) * (r) + 5.0000001201e-1f;                                                                  \
+        (p) = (p) * (r) * (r) + (r) + 1.0f;                                                                  \
+    } while (0)
+
 static inline float pc_exp_approx(float x) {
-    float t = x * 1.44269504088896341f;
-    float shifted = t + 12582912.0f;
+    float t = x * PC_LOG2E;
+    float shifted = t + PC_EXP_ROUND;
     uint32_t shifted_bits;
     memcpy(&shifted_bits, &shifted, sizeof shifted_bits);
     int n = (int)(int32_t)(shifted_bits - 0x4B400000u); /* round(t) when |t| < 2²² */
     n = n < -127 ? -127 : n;
     n = n > 127 ? 127 : n;
     float fn = (float)n;
-    float r = x - fn * 0.693359375f + fn * 2.12194440e-4f; /* ln2 split in two for an exact product */
-    float p = 1.9875691500e-4f;
-    p = p * r + 1.3981999507e-3f;
-    p = p * r + 8.3334519073e-3f;
-    p = p * r + 4.1665795894e-2f;
-    p = p * r + 1.6666665459e-1f;
-    p = p * r + 5.0000001201e-1f;
-    p = p * r * r + r + 1.0f;
+    float r = x - fn * PC_LN2_HI + fn * PC_LN2_LO;
+    float p = PC_EXP_C0;
+    PC_EXP_HORNER(p, r);
     uint32_t bits = (uint32_t)(n + 127) << 23;
     float scale, e;
     memcpy(&scale, &bits, sizeof scale);
