@@ -157,20 +157,32 @@ done:
     pc_model_free(m);
 }
 
-/* Dropout must really draw (else "same RNG state" proves nothing) and the masks must matter: another seed gives
- * other gradients. */
-static void check_dropout_draws(void) {
-    pc_model *m = tm_model(LLAMA3, "dropout", 3);
-    if (!m) return;
-    pc_method *meth = attach(m, &cases[0].methods[0], 17);
+/* A 3-layer model with one method attached (parameters moved off their start), checkpointing on, and a
+ * random batch: the set-up of the single-purpose checks below. NULL (and nothing to free) on failure. */
+static pc_method *checkpointed_setup(pc_model **m_out, const char *config, const char *label, const method_spec *spec,
+                                     tm_batch *tb) {
+    pc_model *m = tm_model(config, label, 3);
+    *m_out = m;
+    if (!m) return NULL;
+    pc_method *meth = attach(m, spec, 17);
     if (!meth) {
         pc_model_free(m);
-        return;
+        *m_out = NULL;
+        return NULL;
     }
     perturb(meth, 23);
     m->gradient_checkpointing = 1;
+    tm_random_batch(tb, m->cfg.vocab_size, 5);
+    return meth;
+}
+
+/* Dropout must really draw (else "same RNG state" proves nothing) and the masks must matter: another seed gives
+ * other gradients. */
+static void check_dropout_draws(void) {
+    pc_model *m;
     tm_batch tb;
-    tm_random_batch(&tb, m->cfg.vocab_size, 5);
+    pc_method *meth = checkpointed_setup(&m, LLAMA3, "dropout", &cases[0].methods[0], &tb);
+    if (!meth) return;
     pc_rng fresh, rng;
     pc_rng_seed(&fresh, 99);
     rng = fresh;
@@ -193,17 +205,10 @@ static void check_dropout_draws(void) {
 
 /* Evaluation after a checkpointed training step reuses its plan and gives the training forward's loss. */
 static void check_eval_on_checkpointed_plan(void) {
-    pc_model *m = tm_model(QWEN2_3, "eval", 3);
-    if (!m) return;
-    pc_method *meth = attach(m, &cases[6].methods[0], 17);
-    if (!meth) {
-        pc_model_free(m);
-        return;
-    }
-    perturb(meth, 23);
-    m->gradient_checkpointing = 1;
+    pc_model *m;
     tm_batch tb;
-    tm_random_batch(&tb, m->cfg.vocab_size, 5);
+    pc_method *meth = checkpointed_setup(&m, QWEN2_3, "eval", &cases[6].methods[0], &tb);
+    if (!meth) return;
     pc_rng rng;
     pc_rng_seed(&rng, 1);
     pc_forward_result train, eval;
