@@ -7,6 +7,8 @@
 #   bench/run.sh                 the default grid (~15 min on a quiet 2-core machine)
 #   bench/run.sh --full          every shape x model x method (the PyTorch side of Qwen2.5-0.5B is slow)
 #   bench/run.sh --quick         SmolLM2-135M, LoRA all-linear, 4x256 only (the issue's acceptance row)
+#   bench/run.sh --scaling       peftc alone, SmolLM2-135M all-linear, B x T from 1x256 to 4x1024 and 1x2048:
+#                                how tokens/s and memory grow with sequence length and with B·T
 #
 # Environment: PEFTC_BIN (default build/peftc), PYTHON (default /usr/bin/python3), THREADS (2),
 # PEFTC_STEPS / TORCH_STEPS (timed steps; warm-up is 1 step each), OUT (default /tmp/peftc-bench),
@@ -76,7 +78,8 @@ default)
     GRID="smollm2-135m 4x256 all  smollm2-135m 4x256 qv  smollm2-135m 1x1024 all  smollm2-135m 1x1024 qv
           gpt2-124m 4x256 all  gpt2-124m 4x256 qv  gpt2-124m 1x1024 all  gpt2-124m 1x1024 qv
           qwen2.5-0.5b 4x256 all  qwen2.5-0.5b 4x256 qv" ;;
-*) echo "usage: bench/run.sh [--quick|--full]" >&2; exit 2 ;;
+--scaling) GRID="" ;;
+*) echo "usage: bench/run.sh [--quick|--full|--scaling]" >&2; exit 2 ;;
 esac
 GRID="${GRID_OVERRIDE:-$GRID}"
 
@@ -97,6 +100,30 @@ echo "# torch $("$PYTHON" -c 'import torch; print(torch.__version__)') on BLAS" 
      "$("${TORCH_ENV[@]}" "$PYTHON" -c 'import sys; sys.path.insert(0, sys.argv[1]); import torch, torch_lora_step as t; print(t.blas_in_use())' "$HERE")," \
      "peftc $("$PEFTC_BIN" --version | cut -d' ' -f2)"
 echo
+
+# ---- --scaling: peftc alone (PyTorch's 4x1024 step would take minutes and ~25 GB) --------------------------
+# Memory should be a constant (weights, LoRA state, workspaces) plus a per-token part (the activation plan),
+# so the table also prints the plan per token; tokens/s should stay roughly flat while attention is a small
+# share of the FLOPs.
+if [ "$MODE" = --scaling ]; then
+    cfg="$OUT/configs/smollm2-135m.json"
+    echo "| model | B x T | tokens | peftc tok/s | peftc GFLOP/s | peak RSS MB | activation plan MB | plan KB per token |"
+    echo "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |"
+    for shape in 1x256 2x256 4x256 1x1024 2x1024 4x1024 1x2048; do
+        B=${shape%x*} T=${shape#*x}
+        p=$("$PEFTC_BIN" bench --config "$cfg" --method lora --r 8 --lora-alpha 16 --target-modules all-linear \
+            --batch "$B" --seq-len "$T" --steps "$PEFTC_STEPS" --warmup 1 --threads "$THREADS" --json | tail -n 1)
+        echo "{\"model\": \"smollm2-135m\", \"shape\": \"$shape\", \"lora\": \"all\", \"peftc\": $p}" >> "$OUT/results.jsonl"
+        awk -v s="$shape" -v n=$((B * T)) -v pt="$(echo "$p" | json_field tokens_per_s)" \
+            -v pg="$(echo "$p" | json_field gflops_per_s)" -v pr="$(echo "$p" | json_field peak_rss_mb)" \
+            -v pm="$(echo "$p" | json_field activation_plan_mb)" \
+            'BEGIN { printf "| smollm2-135m | %s | %d | %.1f | %.1f | %.0f | %.0f | %.1f |\n", s, n, pt, pg, pr, pm, pm * 1024 / n }'
+    done
+    echo
+    echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg); raw results: $OUT/results.jsonl"
+    exit 0
+fi
+
 # "CPU ratio": tokens per CPU-second (all threads), peftc over PyTorch — the comparison that stays meaningful
 # when other jobs take a different share of the cores during the two runs.
 echo "| model | B x T | LoRA r=8 on | peftc tok/s | PyTorch tok/s | tok/s ratio | CPU ratio | peftc RSS MB | PyTorch RSS MB | RSS ratio | peftc GFLOP/s |"
