@@ -128,6 +128,10 @@ pc_status pc_model_plan(pc_model *m, int B, int T, int training, pc_error *err);
 /* Bytes of the current activation plan's arena (0 without a plan). Methods' own step buffers (their
  * planners) are not included. */
 size_t pc_model_plan_bytes(const pc_model *m);
+/* 1 when the current plan is a training plan with gradient checkpointing. Planners may then give the sites
+ * of one role (every layer's q_proj, …) one set of per-step buffers: each layer's forward is re-run just
+ * before its backward, which refills them. */
+int pc_model_plan_checkpointed(const pc_model *m);
 
 /* One batch: ids [B,T], labels [B,T] (HF convention, −100 ignored; the model shifts), pos [B,T] or NULL
  * (0…T−1), doc [B,T] or NULL. */

@@ -195,6 +195,8 @@ pc_status pc_model_plan(pc_model *m, int B, int T, int training, pc_error *err) 
 
 size_t pc_model_plan_bytes(const pc_model *m) { return m->acts ? m->acts->arena.size : 0; }
 
+int pc_model_plan_checkpointed(const pc_model *m) { return m->acts && m->acts->checkpointing; }
+
 pc_status pc_model_add_planner(pc_model *m, void *owner, pc_plan_fn fn, pc_error *err) {
     if (m->n_planners == m->cap_planners) {
         int cap = m->cap_planners ? 2 * m->cap_planners : 4;
