@@ -48,13 +48,15 @@ typedef struct pc_planner {
     pc_plan_fn fn;
 } pc_planner;
 
-/* Optional wall-clock timers per phase of a training step (peftc bench). The model fills it when
- * m->profile is set (NULL, the default, costs nothing); seconds are ADDED, so the caller zeroes it and may
- * sum several steps. The attention phase is norm 1 + attention sublayer + residual, MLP likewise with norm 2;
+/* Optional timers per phase of a training step (peftc bench): wall-clock seconds, and the process's CPU
+ * seconds over the same stretch (all threads), so cpu / wall says how many cores the phase kept busy. The
+ * model fills it when m->profile is set (NULL, the default, costs nothing); seconds are ADDED, so the caller
+ * zeroes it and may sum several steps. The attention phase is norm 1 + attention sublayer + residual, MLP likewise with norm 2;
  * head is the final norm + LM head + cross-entropy. */
 enum { PC_PROF_EMBED, PC_PROF_ATTN, PC_PROF_MLP, PC_PROF_HEAD, PC_PROF_COUNT };
 typedef struct pc_step_profile {
     double forward[PC_PROF_COUNT], backward[PC_PROF_COUNT];
+    double forward_cpu[PC_PROF_COUNT], backward_cpu[PC_PROF_COUNT];
     double recompute; /* gradient checkpointing: layer forwards re-run in backward (already counted in the
                        * attention and MLP backward times; this says how much of them it was) */
 } pc_step_profile;

@@ -17,13 +17,21 @@
 
 /* ---- per-phase timers (only when m->profile is set) -------------------------------------------------- */
 
-static double prof_start(const pc_model *m) { return m->profile ? pc_time_now() : 0.0; }
+typedef struct prof_clock {
+    double wall, cpu;
+} prof_clock;
 
-/* Adds the time since *t0 to a phase and restarts the clock. */
-static void prof_lap(pc_model *m, int backward, int phase, double *t0) {
+static prof_clock prof_start(const pc_model *m) {
+    return m->profile ? (prof_clock){pc_time_now(), pc_cpu_time_now()} : (prof_clock){0.0, 0.0};
+}
+
+/* Adds the wall and CPU time since *t0 to a phase and restarts the clocks. */
+static void prof_lap(pc_model *m, int backward, int phase, prof_clock *t0) {
     if (!m->profile) return;
-    double now = pc_time_now();
-    (backward ? m->profile->backward : m->profile->forward)[phase] += now - *t0;
+    prof_clock now = prof_start(m);
+    pc_step_profile *p = m->profile;
+    (backward ? p->backward : p->forward)[phase] += now.wall - t0->wall;
+    (backward ? p->backward_cpu : p->forward_cpu)[phase] += now.cpu - t0->cpu;
     *t0 = now;
 }
 
@@ -241,7 +249,7 @@ static void layer_forward(pc_model *m, int l, const pc_step_shape *s) {
     pc_layer *L = &m->layers[l];
     pc_layer_acts *A = &a->layers[l];
     size_t NC = (size_t)s->N * (size_t)m->cfg.hidden;
-    double t = prof_start(m);
+    prof_clock t = prof_start(m);
     if (a->checkpointing && s->rng && !s->recompute) a->layer_rng[2 * l] = *s->rng;
     pc_norm_forward(m, A->ln1, A->ln1_mean, A->ln1_rstd, A->x_in, L->norm1_w, L->norm1_b, s->N);
     attention_sublayer_forward(m, l, s);
@@ -277,7 +285,7 @@ static void layer_backward(pc_model *m, int l, const pc_step_shape *s) {
     pc_layer *L = &m->layers[l];
     pc_layer_acts *A = &a->layers[l];
     size_t NC = (size_t)s->N * (size_t)m->cfg.hidden;
-    double t = prof_start(m);
+    prof_clock t = prof_start(m);
     memcpy(a->d_sub, a->d_resid, sizeof(float) * NC);
     memset(a->d_ln, 0, sizeof(float) * NC);
     mlp_sublayer_backward(m, l, s);
@@ -360,7 +368,7 @@ static void embed_backward(pc_model *m, const pc_step_shape *s) {
 }
 
 static pc_status run_forward(pc_model *m, const pc_model_batch *b, pc_step_shape *s, pc_error *err) {
-    double t = prof_start(m);
+    prof_clock t = prof_start(m);
     PC_TRY(prepare_inputs(m, b, s, err));
     struct pc_model_acts *a = m->acts;
     embed_forward(m, s);
@@ -402,7 +410,7 @@ pc_status pc_model_forward_backward(pc_model *m, const pc_model_batch *b, float 
     struct pc_model_acts *a = m->acts;
     size_t NC = (size_t)s.N * (size_t)m->cfg.hidden;
     /* The head and the cross-entropy are fused (forward and backward in one pass): timed as head backward. */
-    double t = prof_start(m);
+    prof_clock t = prof_start(m);
     memset(a->d_lnf, 0, sizeof(float) * NC);
     res->loss_sum = lmhead_xent(m->mm, a->d_lnf, m->lm_head->grad, a->lnf, &m->lm_head->t, a->targets, s.N,
                                 m->cfg.hidden, m->cfg.vocab_size, grad_scale, a->xent_scratch, a->xent_chunk,

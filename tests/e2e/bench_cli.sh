@@ -43,6 +43,11 @@ assert abs(j["gflops_per_s"] - want / j["step_s_median"] * 1e-9) < 1e-6 * j["gfl
 assert j["trainable_params"] == L * (r * (C + C) + r * (C + kv))
 assert j["base_dtype"] == "bf16", "bench --config defaults to a bf16 base"
 assert set(j["phases_s"]) == {"embedding", "attention", "mlp", "head_xent", "optimizer"}
+# Per-phase CPU time: present, not negative, and the phases' CPU time cannot exceed the process's per step
+# (one thread here, so no phase can keep more than ~1 core busy).
+cpu = sum(j["phases_s"][p][k] for p in ("embedding", "attention", "mlp", "head_xent") for k in ("forward_cpu", "backward_cpu"))
+assert all(j["phases_s"][p][k] >= 0 for p in ("embedding", "attention", "mlp", "head_xent") for k in ("forward_cpu", "backward_cpu"))
+assert 0 < cpu <= j["cpu_s_per_step"] * 1.05 + 1e-3, f"phase CPU {cpu} vs step CPU {j['cpu_s_per_step']}"
 EOF
 check $? "JSON keys, FLOP formula and bf16 default"
 

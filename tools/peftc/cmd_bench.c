@@ -22,7 +22,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
 
 #include "common.h"
 #include "core/alloc.h"
@@ -88,13 +87,6 @@ static bench_flops count_flops(pc_model *m, const pc_method *method, int T) {
     return f;
 }
 
-static double cpu_seconds(void) {
-    struct rusage ru;
-    if (getrusage(RUSAGE_SELF, &ru) != 0) return 0.0;
-    return (double)ru.ru_utime.tv_sec + 1e-6 * ru.ru_utime.tv_usec + (double)ru.ru_stime.tv_sec +
-           1e-6 * ru.ru_stime.tv_usec;
-}
-
 static int compare_double(const void *a, const void *b) {
     double x = *(const double *)a, y = *(const double *)b;
     return (x > y) - (x < y);
@@ -146,7 +138,7 @@ static pc_status run_bench(pc_model *m, pc_method *method, const bench_setup *bs
             memset(&prof, 0, sizeof prof);
             optim_s = 0.0;
             m->profile = &prof;
-            cpu0 = cpu_seconds();
+            cpu0 = pc_cpu_time_now();
         }
         random_batch(ids, (long)n, m->cfg.vocab_size, &rng);
         double t0 = pc_time_now();
@@ -155,7 +147,7 @@ static pc_status run_bench(pc_model *m, pc_method *method, const bench_setup *bs
     }
     m->profile = NULL;
     if (st == PC_OK) {
-        r->cpu_s = (cpu_seconds() - cpu0) / bs->steps;
+        r->cpu_s = (pc_cpu_time_now() - cpu0) / bs->steps;
         qsort(times, (size_t)bs->steps, sizeof *times, compare_double);
         int k = bs->steps;
         r->step_median = k % 2 ? times[k / 2] : 0.5 * (times[k / 2 - 1] + times[k / 2]);
@@ -173,6 +165,8 @@ static pc_status run_bench(pc_model *m, pc_method *method, const bench_setup *bs
         for (int p = 0; p < PC_PROF_COUNT; p++) {
             r->phases.forward[p] = prof.forward[p] / k;
             r->phases.backward[p] = prof.backward[p] / k;
+            r->phases.forward_cpu[p] = prof.forward_cpu[p] / k;
+            r->phases.backward_cpu[p] = prof.backward_cpu[p] / k;
         }
     }
     pc_free(ids);
@@ -203,16 +197,21 @@ static void print_text(const pc_model *m, const pc_method *method, const bench_s
            r->flops_per_step * 1e-9, f->frozen * 1e-6, f->trainable_base * 1e-6, f->method * 1e-6,
            f->attention * 1e-6);
     printf("GFLOP/s   %.1f\n", r->gflops_per_s);
-    printf("phase        forward_s  backward_s   share\n");
+    printf("phase        forward_s  backward_s   share  cores busy\n");
     double total = r->optimizer_s;
     for (int p = 0; p < PC_PROF_COUNT; p++) total += r->phases.forward[p] + r->phases.backward[p];
-    for (int p = 0; p < PC_PROF_COUNT; p++)
-        printf("%-12s %9.4f  %10.4f  %5.1f%%\n", phase_names[p], r->phases.forward[p], r->phases.backward[p],
-               100.0 * (r->phases.forward[p] + r->phases.backward[p]) / total);
+    for (int p = 0; p < PC_PROF_COUNT; p++) {
+        double wall = r->phases.forward[p] + r->phases.backward[p];
+        double cpu = r->phases.forward_cpu[p] + r->phases.backward_cpu[p];
+        printf("%-12s %9.4f  %10.4f  %5.1f%%  %10.2f\n", phase_names[p], r->phases.forward[p], r->phases.backward[p],
+               100.0 * wall / total, wall > 0 ? cpu / wall : 0.0);
+    }
     printf("%-12s %9s  %10.4f  %5.1f%%\n", "optimizer", "-", r->optimizer_s, 100.0 * r->optimizer_s / total);
     if (m->gradient_checkpointing)
         printf("(recomputation: %.4f s of the attention and MLP backward re-ran the layer forwards)\n", r->recompute_s);
     printf("(head_xent: the LM head and cross-entropy run fused, forward and backward, and are timed as backward)\n");
+    printf("(cores busy: process CPU time / wall time of the phase; waiting OpenMP workers spin and count as busy\n"
+           " unless OMP_WAIT_POLICY=passive)\n");
 }
 
 static void print_json(const pc_model *m, const pc_method *method, const bench_setup *bs, const bench_result *r,
@@ -242,6 +241,8 @@ static void print_json(const pc_model *m, const pc_method *method, const bench_s
         cJSON *o = cJSON_AddObjectToObject(ph, phase_names[p]);
         cJSON_AddNumberToObject(o, "forward", r->phases.forward[p]);
         cJSON_AddNumberToObject(o, "backward", r->phases.backward[p]);
+        cJSON_AddNumberToObject(o, "forward_cpu", r->phases.forward_cpu[p]);
+        cJSON_AddNumberToObject(o, "backward_cpu", r->phases.backward_cpu[p]);
     }
     cJSON_AddNumberToObject(ph, "optimizer", r->optimizer_s);
     cli_print_json(j);
