@@ -8,6 +8,10 @@ set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$here"
 jobs="$(nproc 2>/dev/null || echo 2)"
+# ctest runs $jobs tests at once and each test's OpenMP team wants every core. With libgomp's default waits
+# (spin, then sleep) a waiting thread spins on a core another test needs: on a busy 2-core machine
+# test_kernels_dropout took 21 s that way and 0.27 s with passive waits.
+export OMP_WAIT_POLICY="${OMP_WAIT_POLICY:-passive}"
 
 scripts/install-deps.sh
 scripts/fetch-data.sh --corpora --tokenizers

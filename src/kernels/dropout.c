@@ -45,7 +45,7 @@ void dropout_forward(float *out, uint8_t *keep, const float *in, size_t n, float
     float keep_prob = 1.0f - p, inv = 1.0f / keep_prob;
     uint32_t threshold = (uint32_t)(keep_prob * 16777216.0f);
     long blocks = (long)((n + DROPOUT_BLOCK - 1) / DROPOUT_BLOCK);
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (blocks > 1) /* one block: not worth waking a team */
     for (long b = 0; b < blocks; b++) {
         size_t i0 = (size_t)b * DROPOUT_BLOCK;
         int len = n - i0 < DROPOUT_BLOCK ? (int)(n - i0) : DROPOUT_BLOCK;
@@ -56,7 +56,7 @@ void dropout_forward(float *out, uint8_t *keep, const float *in, size_t n, float
 void dropout_backward(float *din, const float *dout, const uint8_t *keep, size_t n, float p, int accumulate) {
     float inv = 1.0f / (1.0f - p);
     long blocks = (long)((n + DROPOUT_BLOCK - 1) / DROPOUT_BLOCK);
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (blocks > 1)
     for (long b = 0; b < blocks; b++) {
         size_t i0 = (size_t)b * DROPOUT_BLOCK, i1 = i0 + DROPOUT_BLOCK < n ? i0 + DROPOUT_BLOCK : n;
         for (size_t i = i0; i < i1; i++) {
