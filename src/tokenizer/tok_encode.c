@@ -363,6 +363,10 @@ static pc_status encode_text_section(tk_run *r, const char *s, size_t n, int fir
         PC_TRY(tk_normalize(tk, s, n, norm, tmp, r->md, err));
         s = norm->p;
         n = norm->n;
+        /* The regexes run with PCRE2_NO_UTF_CHECK: what the normalizers made must still be UTF-8 (it is, when
+         * the input and tokenizer.json are; this keeps a broken invariant from becoming an out-of-bounds read). */
+        if (tk_utf8_valid_prefix(s, n) != n)
+            return pc_fail(err, PC_ERR_INTERNAL, "%s: normalizers produced text that is not UTF-8", tk->path);
     }
     if (n == 0) return PC_OK;
     if (!tk->any_normalized_added) return stage(r, 0, s, n, first, err);

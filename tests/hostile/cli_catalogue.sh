@@ -294,7 +294,7 @@ case_ tokenizer_vocab_bad_id
 t="$work/tok_badid.json"; sed 's/"c": 4/"c": "four"/' "$TOK" >"$t"
 expect 1 "$t" "'c'" tokenize "$t"
 
-case_ tokenizer_regex_not_utf8 # fuzz_tokenizer finding 19: PCRE2 read out of bounds compiling it
+case_ tokenizer_regex_not_utf8 # fuzz_tokenizer findings 19, 20: bytes that are not UTF-8 reached PCRE2
 t="$work/tok_regex.json"
 sed 's/^ "pre_tokenizer": .*$/ "pre_tokenizer": {"type": "Split", "pattern": {"Regex": "a\xffb"}, "behavior": "Isolated", "invert": false},/' "$TOK" >"$t"
 expect 1 "$t" "not valid UTF-8" tokenize "$t"
