@@ -71,8 +71,6 @@ static pc_status lora_attach(pc_method *m, const cJSON *opt, pc_error *err) {
     s->use_dora = pc_opt_bool(opt, "use_dora", 0);
     if (s->r_default <= 0) return pc_fail(err, PC_ERR_USAGE, "lora: r must be positive");
     if (s->dropout < 0 || s->dropout >= 1) return pc_fail(err, PC_ERR_USAGE, "lora: lora_dropout must be in [0,1)");
-    if (s->use_dora && s->dropout > 0)
-        return pc_fail(err, PC_ERR_UNSUPPORTED, "lora: use_dora with lora_dropout > 0 is not supported yet");
     if (pc_opt_bool(opt, "fan_in_fan_out", m->model->cfg.arch->conv1d) != m->model->cfg.arch->conv1d)
         return pc_fail(err, PC_ERR_FORMAT, "lora: fan_in_fan_out does not match the model's layer type");
     const char *bias = pc_opt_string(opt, "bias", "none");
@@ -257,6 +255,30 @@ static const float *apply_dropout(const lora_state *s, lora_target *t, const pc_
     return t->x_drop;
 }
 
+/* Whether this target's hook is the first at its projection to see the output: hooks registered before it
+ * that add to or rescale out (IA3 on k/v, a second LoRA) have already changed it. */
+static int first_output_hook(const lora_target *t) {
+    const pc_hook_list *hooks = &t->lin->hooks;
+    for (int i = 0; i < hooks->count && hooks->hooks[i].state != t; i++)
+        if (hooks->hooks[i].phases & PC_PHASE_POST) return 0;
+    return 1;
+}
+
+/* DoRA's base_out = W·drop(x). Without dropout, and when no earlier hook changed out, it is out − b: no
+ * second product. With dropout (or behind another method) it is a product of its own, as PEFT computes
+ * F.linear(dropout(x), W) when dropout is active. */
+static void dora_base_output(lora_target *t, const pc_method *m, const pc_site *site, const float *x) {
+    const pc_linear *lin = t->lin;
+    if (x != site->in || !first_output_hook(t)) {
+        pc_linear_forward(m->model->mm, t->base_out, x, &lin->weight->t, NULL, site->N, lin->in, lin->out, 0);
+        return;
+    }
+    const float *bias = lin->bias ? lin->bias->t.data : NULL;
+    for (int n = 0; n < site->N; n++)
+        for (int o = 0; o < lin->out; o++)
+            t->base_out[(size_t)n * lin->out + o] = site->out[(size_t)n * lin->out + o] - (bias ? bias[o] : 0.0f);
+}
+
 static void lora_forward(void *owner, pc_site *site) {
     pc_method *m = owner;
     lora_state *s = m->impl;
@@ -275,11 +297,7 @@ static void lora_forward(void *owner, pc_site *site) {
     const float *mag = pc_params_data(&m->params, t->mag);
     dora_weight_norm(t, m, t->ba, t->norm);
     lowrank_forward(t->lora_out, t->xa, x, A, Bm, &shape, 0, &s->scratch); /* lora_out = s·xa·Bᵀ */
-    /* W·x is y − b (DoRA runs without dropout): no second product. */
-    const float *bias = lin->bias ? lin->bias->t.data : NULL;
-    for (int n = 0; n < N; n++)
-        for (int o = 0; o < lin->out; o++)
-            t->base_out[(size_t)n * lin->out + o] = site->out[(size_t)n * lin->out + o] - (bias ? bias[o] : 0.0f);
+    dora_base_output(t, m, site, x);
     for (int n = 0; n < N; n++)
         for (int o = 0; o < lin->out; o++) {
             size_t i = (size_t)n * lin->out + o;
@@ -288,42 +306,60 @@ static void lora_forward(void *owner, pc_site *site) {
         }
 }
 
+/* DoRA's magnitude gradient dm = Σ_n dy⊙(base + lora)/norm (the norm is a constant, as in PEFT). */
+static void dora_magnitude_backward(const lora_target *t, float *dmag, const float *dy, int N) {
+    int out = t->lin->out;
+    for (int o = 0; o < out; o++) {
+        double acc = 0;
+        for (int n = 0; n < N; n++) {
+            size_t i = (size_t)n * out + o;
+            acc += (double)dy[i] * (t->base_out[i] + t->lora_out[i]);
+        }
+        dmag[o] += (float)(acc / t->norm[o]);
+    }
+}
+
+/* tmp_out = (g − shift)⊙dy: g⊙dy feeds the LoRA branch, (g − 1)⊙dy the base path. */
+static void dora_scale_rows(const lora_target *t, const float *mag, const float *dy, float shift, int N) {
+    int out = t->lin->out;
+    for (int n = 0; n < N; n++)
+        for (int o = 0; o < out; o++) {
+            size_t i = (size_t)n * out + o;
+            t->tmp_out[i] = (mag[o] / t->norm[o] - shift) * dy[i];
+        }
+}
+
+/* The base path's input gradient Wᵀ·((g−1)⊙dy). With dropout it is the gradient w.r.t. drop(x) and goes
+ * through the mask; x_drop, no longer needed once the LoRA branch's backward has run, holds it meanwhile. */
+static void dora_base_backward(lora_target *t, const pc_method *m, const pc_site *site, int dropped, float p) {
+    const pc_linear *lin = t->lin;
+    const float *mag = pc_params_data(&m->params, t->mag);
+    dora_scale_rows(t, mag, site->d_out, 1.0f, site->N);
+    if (!dropped) {
+        pc_linear_backward_input(m->model->mm, site->d_in, t->tmp_out, &lin->weight->t, site->N, lin->in, lin->out);
+        return;
+    }
+    size_t count = (size_t)site->N * (size_t)lin->in;
+    memset(t->x_drop, 0, sizeof(float) * count);
+    pc_linear_backward_input(m->model->mm, t->x_drop, t->tmp_out, &lin->weight->t, site->N, lin->in, lin->out);
+    float keep_scale = 1.0f / (1.0f - p);
+    for (size_t i = 0; i < count; i++) site->d_in[i] += t->keep[i] ? keep_scale * t->x_drop[i] : 0.0f;
+}
+
 static void lora_backward(void *owner, pc_site *site) {
     pc_method *m = owner;
     lora_state *s = m->impl;
     lora_target *t = site->state;
     const pc_linear *lin = t->lin;
-    pc_matmul *mm = m->model->mm;
     int N = site->N;
     const float *A = pc_params_data(&m->params, t->a), *Bm = pc_params_data(&m->params, t->b);
     float *dA = pc_params_grad(&m->params, t->a), *dB = pc_params_grad(&m->params, t->b);
     int dropped = s->dropout > 0 && site->training;
     const float *x = dropped ? t->x_drop : site->in;
     const float *dy = site->d_out;
-    if (t->mag >= 0) {
-        /* DoRA: dy_lora = g⊙dy (the norm is a constant), dm = Σ_n dy⊙(base + lora)/norm, and the base path adds
-         * (g−1)⊙dy through Wᵀ. */
-        const float *mag = pc_params_data(&m->params, t->mag);
-        float *dmag = pc_params_grad(&m->params, t->mag);
-        for (int o = 0; o < lin->out; o++) {
-            double acc = 0;
-            for (int n = 0; n < N; n++) {
-                size_t i = (size_t)n * lin->out + o;
-                acc += (double)dy[i] * (t->base_out[i] + t->lora_out[i]);
-            }
-            dmag[o] += (float)(acc / t->norm[o]);
-        }
-        for (int n = 0; n < N; n++)
-            for (int o = 0; o < lin->out; o++) {
-                size_t i = (size_t)n * lin->out + o;
-                t->tmp_out[i] = (mag[o] / t->norm[o] - 1.0f) * dy[i];
-            }
-        pc_linear_backward_input(mm, site->d_in, t->tmp_out, &lin->weight->t, N, lin->in, lin->out);
-        for (int n = 0; n < N; n++)
-            for (int o = 0; o < lin->out; o++) {
-                size_t i = (size_t)n * lin->out + o;
-                t->tmp_out[i] = mag[o] / t->norm[o] * dy[i];
-            }
+    if (t->mag >= 0) { /* DoRA: the LoRA branch sees g⊙dy */
+        dora_magnitude_backward(t, pc_params_grad(&m->params, t->mag), dy, N);
+        dora_scale_rows(t, pc_params_data(&m->params, t->mag), dy, 0.0f, N);
         dy = t->tmp_out;
     }
     /* dB += s·dyᵀ·xa ; d_xa = s·dy·B ; dA += d_xaᵀ·x ; d_in += d_xa·A, with dropout through the mask forward
@@ -331,6 +367,7 @@ static void lora_backward(void *owner, pc_site *site) {
     lowrank_shape shape = {N, lin->in, lin->out, t->r, t->scale};
     lowrank_backward(site->d_in, dA, dB, t->d_xa, dy, x, t->xa, A, Bm, dropped ? t->keep : NULL,
                      1.0f / (1.0f - s->dropout), &shape, &s->scratch);
+    if (t->mag >= 0) dora_base_backward(t, m, site, dropped, s->dropout);
 }
 
 static pc_status lora_register_hooks(pc_method *m, pc_error *err) {

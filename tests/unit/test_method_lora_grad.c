@@ -72,20 +72,24 @@ static pc_model *tiny_model(const char *config_json, const char *tmpdir) {
     return m;
 }
 
-static pc_method *make_lora(pc_model *m, const char *options_json, uint64_t seed) {
+static pc_method *make_method(pc_model *m, const char *name, const char *options_json, uint64_t seed) {
     cJSON *opt = cJSON_Parse(options_json);
     pc_rng rng;
     pc_rng_seed(&rng, seed);
-    pc_method *lora = NULL;
+    pc_method *method = NULL;
     pc_error err = {0};
-    if (!opt || pc_method_create(&lora, pc_method_find("lora"), m, opt, &rng, &err) != PC_OK ||
-        pc_method_plan(lora, batch.B, batch.T, &err) != PC_OK) {
-        test_fail_setup("lora %s: %s", options_json, err.msg);
-        pc_method_free(lora);
-        lora = NULL;
+    if (!opt || pc_method_create(&method, pc_method_find(name), m, opt, &rng, &err) != PC_OK ||
+        pc_method_plan(method, batch.B, batch.T, &err) != PC_OK) {
+        test_fail_setup("%s %s: %s", name, options_json, err.msg);
+        pc_method_free(method);
+        method = NULL;
     }
     cJSON_Delete(opt);
-    return lora;
+    return method;
+}
+
+static pc_method *make_lora(pc_model *m, const char *options_json, uint64_t seed) {
+    return make_method(m, "lora", options_json, seed);
 }
 
 static float max_abs(const float *x, long n) {
@@ -104,18 +108,23 @@ static void compare_fd(const char *what, fd_ctx *ctx, float *x, const float *gra
     pc_free(fd);
 }
 
-/* Every adapter tensor (except DoRA's A/B) and the embedding, for one configuration. */
-static void check_config(const char *name, const char *config_json, const char *options, const char *tmpdir,
-                         uint64_t mask_seed) {
+/* Every adapter tensor (except DoRA's A/B) and the embedding, for one configuration. With ia3_under, IA3
+ * (random scaling vectors) is attached first, so LoRA's hooks run behind its output scaling on the same
+ * projections — DoRA's W·x must then be its own product, not the (already scaled) output minus the bias. */
+static void check_config_on(const char *name, const char *config_json, const char *options, const char *ia3_under,
+                            const char *tmpdir, uint64_t mask_seed) {
     pc_model *m = tiny_model(config_json, tmpdir);
     if (!m) return;
-    pc_method *lora = make_lora(m, options, 5);
+    pc_method *ia3 = ia3_under ? make_method(m, "ia3", ia3_under, 3) : NULL;
+    pc_method *lora = (ia3 || !ia3_under) ? make_lora(m, options, 5) : NULL;
     if (!lora) {
+        pc_method_free(ia3);
         pc_model_free(m);
         return;
     }
     pc_rng rng;
     pc_rng_seed(&rng, 99);
+    if (ia3) test_fill_uniform(&rng, ia3->params.data, (long)ia3->params.count, 0.5f, 1.5f);
     /* Non-zero B (and A, magnitude) so that every gradient and the branch's input gradient are non-trivial. */
     int dora = 0;
     for (int i = 0; i < lora->params.n_views; i++) {
@@ -155,7 +164,13 @@ static void check_config(const char *name, const char *config_json, const char *
     pc_free(e_data);
     pc_free(e_grad);
     pc_method_free(lora);
+    pc_method_free(ia3);
     pc_model_free(m);
+}
+
+static void check_config(const char *name, const char *config_json, const char *options, const char *tmpdir,
+                         uint64_t mask_seed) {
+    check_config_on(name, config_json, options, NULL, tmpdir, mask_seed);
 }
 
 /* E[dB] over masks equals the dropout-free dB when B = 0 (so the forward does not see the mask). */
@@ -254,6 +269,21 @@ int main(void) {
     check_config("llama dropout 0.4, one mask", llama_config,
                  "{\"r\":2,\"lora_alpha\":4,\"lora_dropout\":0.4,\"target_modules\":[\"q_proj\",\"v_proj\",\"up_proj\"]}",
                  tmpdir, 12345);
+    check_config("llama dora dropout 0.3, one mask", llama_config,
+                 "{\"r\":2,\"lora_alpha\":4,\"use_dora\":true,\"lora_dropout\":0.3,"
+                 "\"target_modules\":[\"q_proj\",\"v_proj\",\"down_proj\"]}",
+                 tmpdir, 777);
+    check_config("gpt2 dora dropout 0.2, one mask", gpt2_config,
+                 "{\"r\":2,\"lora_alpha\":4,\"use_dora\":true,\"lora_dropout\":0.2,\"target_modules\":[\"c_attn\",\"c_fc\"]}",
+                 tmpdir, 4242);
+    const char *ia3_kv = "{\"target_modules\":[\"k_proj\",\"v_proj\",\"down_proj\"],\"feedforward_modules\":[\"down_proj\"]}";
+    check_config_on("llama dora behind ia3", llama_config,
+                    "{\"r\":2,\"lora_alpha\":4,\"use_dora\":true,\"target_modules\":[\"k_proj\",\"v_proj\",\"down_proj\"]}",
+                    ia3_kv, tmpdir, 0);
+    check_config_on("llama dora dropout behind ia3", llama_config,
+                    "{\"r\":2,\"lora_alpha\":4,\"use_dora\":true,\"lora_dropout\":0.25,"
+                    "\"target_modules\":[\"k_proj\",\"v_proj\",\"down_proj\"]}",
+                    ia3_kv, tmpdir, 99);
     check_dropout_expectation(tmpdir);
     char path[4200];
     snprintf(path, sizeof path, "%s/config.json", tmpdir);

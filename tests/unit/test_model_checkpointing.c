@@ -35,6 +35,8 @@ typedef struct ckpt_case {
 static const ckpt_case cases[] = {
     {"lora dropout", {{"lora", "{\"r\":4,\"lora_alpha\":8,\"lora_dropout\":0.25,\"target_modules\":\"all-linear\"}"}}, 1},
     {"dora", {{"lora", "{\"r\":4,\"lora_alpha\":8,\"use_dora\":true,\"target_modules\":\"all-linear\"}"}}, 1},
+    {"dora dropout", {{"lora", "{\"r\":4,\"lora_alpha\":8,\"use_dora\":true,\"lora_dropout\":0.2,\"target_modules\":\"all-linear\"}"}}, 1},
+    {"ia3 + dora", {{"ia3", NULL}, {"lora", "{\"r\":4,\"lora_alpha\":8,\"use_dora\":true,\"target_modules\":\"all-linear\"}"}}, 2},
     {"prefix", {{"prefix-tuning", "{\"num_virtual_tokens\":3}"}}, 1},
     {"prefix projection", {{"prefix-tuning", "{\"num_virtual_tokens\":3,\"prefix_projection\":true,\"encoder_hidden_size\":8}"}}, 1},
     {"prompt", {{"prompt-tuning", "{\"num_virtual_tokens\":3}"}}, 1},
