@@ -31,7 +31,7 @@ typedef struct lora_target {
     float *lora_out;        /* DoRA: [N,out] s·B·A·drop(x) */
     float *base_out;        /* DoRA: [N,out] W·drop(x) */
     float *norm;            /* DoRA: [out] ‖W + s·B·A‖ of this step */
-    float *ba;              /* DoRA: [out,in] scratch for B·A */
+    float *gain;            /* DoRA: [out] g = m / norm of this step */
     float *tmp_out;         /* DoRA: [N,out] scratch */
     float *merged_g;        /* DoRA: [out] m/‖W+s·B·A‖ of the last merge, which unmerge must divide out */
 } lora_target;
@@ -47,6 +47,7 @@ typedef struct lora_state {
     int plan_N, plan_threads, plan_shared; /* plan_shared: buffers shared per role (checkpointing) */
     float *arena;           /* one owner for all per-step buffers */
     lowrank_scratch scratch; /* in the arena: the low-rank kernels' working memory, shared by the targets */
+    float *dora_rows;       /* in the arena: DoRA's [threads, max in] rows of W + s·B·A, shared by the targets */
 } lora_state;
 
 static float lora_scale(double alpha, int r, int rslora) { return (float)(rslora ? alpha / sqrt((double)r) : alpha / r); }
@@ -126,21 +127,32 @@ static pc_status lora_attach(pc_method *m, const cJSON *opt, pc_error *err) {
     return PC_OK;
 }
 
-/* Row norms of W + s·B·A (W in the compute dtype), into norm[out]. */
-static void dora_weight_norm(const lora_target *t, const pc_method *m, float *ba, float *norm) {
+/* Row norms of W + s·B·A (W in the compute dtype), into norm[out]: each row is built in rows[thread·in …]
+ * (W's row, then s·B[o,k]·A[k,:] added for every k) and summed in fp32 as PyTorch does, so no [out,in]
+ * matrix is ever stored. rows holds `threads` rows of `in` floats. */
+static void dora_weight_norm(const lora_target *t, const pc_method *m, float *rows, int threads, float *norm) {
     const pc_linear *lin = t->lin;
     const float *A = pc_params_data(&m->params, t->a), *B = pc_params_data(&m->params, t->b);
-    pc_gemm(m->model->mm, 0, 0, lin->out, lin->in, t->r, 1.0f, B, t->r, A, lin->in, 0.0f, ba, lin->in);
     const pc_tensor *W = &lin->weight->t;
-    for (int o = 0; o < lin->out; o++) {
-        double sum = 0;
-        for (int i = 0; i < lin->in; i++) {
-            size_t idx = (size_t)o * lin->in + i;
-            float w = W->dtype == PC_F32 ? ((const float *)W->data)[idx] : pc_bf16_to_f32(((const uint16_t *)W->data)[idx]);
-            double v = (double)w + (double)t->scale * ba[idx];
-            sum += v * v;
+    int in = lin->in, r = t->r;
+    float s = t->scale;
+#pragma omp parallel num_threads(threads)
+    {
+        float *row = rows + (size_t)omp_get_thread_num() * (size_t)in;
+#pragma omp for schedule(static)
+        for (int o = 0; o < lin->out; o++) {
+            pc_convert_to_f32(row, (const char *)W->data + (size_t)o * in * pc_dtype_size(W->dtype), W->dtype, (size_t)in);
+            for (int k = 0; k < r; k++) {
+                float c = s * B[(size_t)o * r + k];
+                const float *a = A + (size_t)k * in;
+#pragma omp simd
+                for (int i = 0; i < in; i++) row[i] += c * a[i];
+            }
+            float sum = 0.0f;
+#pragma omp simd reduction(+ : sum)
+            for (int i = 0; i < in; i++) sum += row[i] * row[i];
+            norm[o] = sqrtf(sum);
         }
-        norm[o] = (float)sqrt(sum);
     }
 }
 
@@ -151,10 +163,11 @@ static pc_status lora_init(pc_method *m, pc_rng *rng, pc_error *err) {
         pc_rng_kaiming_uniform(rng, pc_params_data(&m->params, t->a), (long)t->r * t->lin->in, t->lin->in);
         memset(pc_params_data(&m->params, t->b), 0, sizeof(float) * (size_t)t->lin->out * (size_t)t->r);
         if (t->mag >= 0) {
-            float *ba = pc_malloc(sizeof(float) * (size_t)t->lin->out * (size_t)t->lin->in);
-            if (!ba) return pc_fail(err, PC_ERR_NOMEM, "out of memory");
-            dora_weight_norm(t, m, ba, pc_params_data(&m->params, t->mag));
-            pc_free(ba);
+            int threads = omp_get_max_threads();
+            float *rows = pc_malloc(sizeof(float) * (size_t)threads * (size_t)t->lin->in);
+            if (!rows) return pc_fail(err, PC_ERR_NOMEM, "out of memory");
+            dora_weight_norm(t, m, rows, threads, pc_params_data(&m->params, t->mag));
+            pc_free(rows);
         }
     }
     return PC_OK;
@@ -183,7 +196,7 @@ static void share_buffers(lora_target *t, const lora_target *twin) {
     t->base_out = twin->base_out;
     t->tmp_out = twin->tmp_out;
     t->norm = twin->norm;
-    t->ba = twin->ba;
+    t->gain = twin->gain;
 }
 
 static pc_status lora_plan(pc_method *m, int B, int T, pc_error *err) {
@@ -193,11 +206,13 @@ static pc_status lora_plan(pc_method *m, int B, int T, pc_error *err) {
     if (s->arena && s->plan_N >= N && s->plan_threads >= threads && s->plan_shared == shared) return PC_OK;
     pc_free(s->arena);
     s->arena = NULL;
-    size_t total = 0, scratch = 0;
+    size_t total = 0, scratch = 0, dora_rows = 0;
     for (int i = 0; i < s->n_targets; i++) {
         const pc_linear *lin = s->targets[i].lin;
         size_t need = lowrank_scratch_floats(lin->in, lin->out, s->targets[i].r, threads);
         scratch = need > scratch ? need : scratch;
+        if (s->targets[i].mag >= 0 && (size_t)threads * (size_t)lin->in > dora_rows)
+            dora_rows = (size_t)threads * (size_t)lin->in;
     }
     for (int pass = 0; pass < 2; pass++) {
         size_t off = 0;
@@ -226,12 +241,14 @@ static pc_status lora_plan(pc_method *m, int B, int T, pc_error *err) {
                 CARVE(base_out, n * out);
                 CARVE(tmp_out, n * out);
                 CARVE(norm, out);
-                CARVE(ba, out * in);
+                CARVE(gain, out);
             }
 #undef CARVE
         }
         if (pass) s->scratch = (lowrank_scratch){s->arena + off, threads, LOWRANK_ISA_AUTO};
         off += scratch;
+        if (pass) s->dora_rows = s->arena + off;
+        off += dora_rows;
         total = off;
         if (!pass) {
             s->arena = pc_malloc(sizeof(float) * (total ? total : 1));
@@ -274,9 +291,28 @@ static void dora_base_output(lora_target *t, const pc_method *m, const pc_site *
         return;
     }
     const float *bias = lin->bias ? lin->bias->t.data : NULL;
-    for (int n = 0; n < site->N; n++)
-        for (int o = 0; o < lin->out; o++)
-            t->base_out[(size_t)n * lin->out + o] = site->out[(size_t)n * lin->out + o] - (bias ? bias[o] : 0.0f);
+    int out = lin->out;
+#pragma omp parallel for schedule(static)
+    for (int n = 0; n < site->N; n++) {
+        const float *y = site->out + (size_t)n * out;
+        float *base = t->base_out + (size_t)n * out;
+        if (bias)
+            for (int o = 0; o < out; o++) base[o] = y[o] - bias[o];
+        else
+            memcpy(base, y, sizeof(float) * (size_t)out);
+    }
+}
+
+/* out += (g − 1)⊙base + g⊙lora, row by row. */
+static void dora_combine(const lora_target *t, float *y_all, int N) {
+    int out = t->lin->out;
+    const float *g = t->gain;
+#pragma omp parallel for schedule(static)
+    for (int n = 0; n < N; n++) {
+        float *y = y_all + (size_t)n * out;
+        const float *base = t->base_out + (size_t)n * out, *lora = t->lora_out + (size_t)n * out;
+        for (int o = 0; o < out; o++) y[o] += (g[o] - 1.0f) * base[o] + g[o] * lora[o];
+    }
 }
 
 static void lora_forward(void *owner, pc_site *site) {
@@ -295,46 +331,57 @@ static void lora_forward(void *owner, pc_site *site) {
     }
     /* DoRA */
     const float *mag = pc_params_data(&m->params, t->mag);
-    dora_weight_norm(t, m, t->ba, t->norm);
+    dora_weight_norm(t, m, s->dora_rows, s->plan_threads, t->norm);
+    for (int o = 0; o < lin->out; o++) t->gain[o] = mag[o] / t->norm[o];
     lowrank_forward(t->lora_out, t->xa, x, A, Bm, &shape, 0, &s->scratch); /* lora_out = s·xa·Bᵀ */
     dora_base_output(t, m, site, x);
-    for (int n = 0; n < N; n++)
-        for (int o = 0; o < lin->out; o++) {
-            size_t i = (size_t)n * lin->out + o;
-            float g = mag[o] / t->norm[o];
-            site->out[i] += (g - 1.0f) * t->base_out[i] + g * t->lora_out[i];
-        }
+    dora_combine(t, site->out, N);
 }
 
-/* DoRA's magnitude gradient dm = Σ_n dy⊙(base + lora)/norm (the norm is a constant, as in PEFT). */
+/* DoRA's magnitude gradient dm = Σ_n dy⊙(base + lora)/norm (the norm is a constant, as in PEFT): each thread
+ * sums a block of columns over every row, in double as the rows can be many. */
+enum { DORA_COLUMN_BLOCK = 64 };
 static void dora_magnitude_backward(const lora_target *t, float *dmag, const float *dy, int N) {
-    int out = t->lin->out;
-    for (int o = 0; o < out; o++) {
-        double acc = 0;
+    int out = t->lin->out, blocks = (out + DORA_COLUMN_BLOCK - 1) / DORA_COLUMN_BLOCK;
+#pragma omp parallel for schedule(static)
+    for (int b = 0; b < blocks; b++) {
+        int o0 = b * DORA_COLUMN_BLOCK, width = out - o0 < DORA_COLUMN_BLOCK ? out - o0 : DORA_COLUMN_BLOCK;
+        double acc[DORA_COLUMN_BLOCK] = {0};
         for (int n = 0; n < N; n++) {
-            size_t i = (size_t)n * out + o;
-            acc += (double)dy[i] * (t->base_out[i] + t->lora_out[i]);
+            size_t row = (size_t)n * out + o0;
+            const float *d = dy + row, *base = t->base_out + row, *lora = t->lora_out + row;
+            for (int j = 0; j < width; j++) acc[j] += (double)d[j] * (double)(base[j] + lora[j]);
         }
-        dmag[o] += (float)(acc / t->norm[o]);
+        for (int j = 0; j < width; j++) dmag[o0 + j] += (float)(acc[j] / t->norm[o0 + j]);
     }
 }
 
-/* tmp_out = (g − shift)⊙dy: g⊙dy feeds the LoRA branch, (g − 1)⊙dy the base path. */
-static void dora_scale_rows(const lora_target *t, const float *mag, const float *dy, float shift, int N) {
+/* dst = (g − shift)⊙dy (dst may be dy): g⊙dy feeds the LoRA branch, (g − 1)⊙dy the base path. */
+static void dora_scale_rows(const lora_target *t, const float *dy_all, float *dst, float shift, int N) {
     int out = t->lin->out;
-    for (int n = 0; n < N; n++)
-        for (int o = 0; o < out; o++) {
-            size_t i = (size_t)n * out + o;
-            t->tmp_out[i] = (mag[o] / t->norm[o] - shift) * dy[i];
-        }
+    const float *g = t->gain;
+#pragma omp parallel for schedule(static)
+    for (int n = 0; n < N; n++) {
+        const float *dy = dy_all + (size_t)n * out;
+        float *scaled = dst + (size_t)n * out;
+        for (int o = 0; o < out; o++) scaled[o] = (g[o] - shift) * dy[o];
+    }
+}
+
+/* The input gradient of W·x + b + (g−1)⊙(W·x) is Wᵀ·(g⊙dy): when the model's own product reads the same x
+ * (no dropout), no hook before this one changed the output (so none reads d_out after this backward) and
+ * neither W nor b is trained (their gradients need dy itself), d_out can become g⊙dy in place and the base
+ * path costs no product of its own. */
+static int dora_folds_into_product(const lora_target *t, int dropped) {
+    const pc_linear *lin = t->lin;
+    return !dropped && first_output_hook(t) && !lin->weight->grad && !(lin->bias && lin->bias->grad);
 }
 
 /* The base path's input gradient Wᵀ·((g−1)⊙dy). With dropout it is the gradient w.r.t. drop(x) and goes
  * through the mask; x_drop, no longer needed once the LoRA branch's backward has run, holds it meanwhile. */
 static void dora_base_backward(lora_target *t, const pc_method *m, const pc_site *site, int dropped, float p) {
     const pc_linear *lin = t->lin;
-    const float *mag = pc_params_data(&m->params, t->mag);
-    dora_scale_rows(t, mag, site->d_out, 1.0f, site->N);
+    dora_scale_rows(t, site->d_out, t->tmp_out, 1.0f, site->N);
     if (!dropped) {
         pc_linear_backward_input(m->model->mm, site->d_in, t->tmp_out, &lin->weight->t, site->N, lin->in, lin->out);
         return;
@@ -343,6 +390,7 @@ static void dora_base_backward(lora_target *t, const pc_method *m, const pc_site
     memset(t->x_drop, 0, sizeof(float) * count);
     pc_linear_backward_input(m->model->mm, t->x_drop, t->tmp_out, &lin->weight->t, site->N, lin->in, lin->out);
     float keep_scale = 1.0f / (1.0f - p);
+#pragma omp parallel for schedule(static)
     for (size_t i = 0; i < count; i++) site->d_in[i] += t->keep[i] ? keep_scale * t->x_drop[i] : 0.0f;
 }
 
@@ -357,17 +405,20 @@ static void lora_backward(void *owner, pc_site *site) {
     int dropped = s->dropout > 0 && site->training;
     const float *x = dropped ? t->x_drop : site->in;
     const float *dy = site->d_out;
+    int fold = 0;
     if (t->mag >= 0) { /* DoRA: the LoRA branch sees g⊙dy */
         dora_magnitude_backward(t, pc_params_grad(&m->params, t->mag), dy, N);
-        dora_scale_rows(t, pc_params_data(&m->params, t->mag), dy, 0.0f, N);
-        dy = t->tmp_out;
+        fold = dora_folds_into_product(t, dropped);
+        float *scaled = fold ? site->d_out : t->tmp_out;
+        dora_scale_rows(t, dy, scaled, 0.0f, N);
+        dy = scaled;
     }
     /* dB += s·dyᵀ·xa ; d_xa = s·dy·B ; dA += d_xaᵀ·x ; d_in += d_xa·A, with dropout through the mask forward
      * saved (x_drop itself cannot tell a dropped element from a kept zero) */
     lowrank_shape shape = {N, lin->in, lin->out, t->r, t->scale};
     lowrank_backward(site->d_in, dA, dB, t->d_xa, dy, x, t->xa, A, Bm, dropped ? t->keep : NULL,
                      1.0f / (1.0f - s->dropout), &shape, &s->scratch);
-    if (t->mag >= 0) dora_base_backward(t, m, site, dropped, s->dropout);
+    if (t->mag >= 0 && !fold) dora_base_backward(t, m, site, dropped, s->dropout);
 }
 
 static pc_status lora_register_hooks(pc_method *m, pc_error *err) {

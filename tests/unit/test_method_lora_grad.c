@@ -108,23 +108,28 @@ static void compare_fd(const char *what, fd_ctx *ctx, float *x, const float *gra
     pc_free(fd);
 }
 
-/* Every adapter tensor (except DoRA's A/B) and the embedding, for one configuration. With ia3_under, IA3
- * (random scaling vectors) is attached first, so LoRA's hooks run behind its output scaling on the same
- * projections — DoRA's W·x must then be its own product, not the (already scaled) output minus the bias. */
-static void check_config_on(const char *name, const char *config_json, const char *options, const char *ia3_under,
+typedef struct method_spec {
+    const char *name, *options;
+} method_spec;
+
+/* Every adapter tensor (except DoRA's A/B) and the embedding, for one configuration. With `under`, another
+ * method is attached first and its parameters are checked too: IA3 (random scaling vectors) makes LoRA's hooks
+ * run behind an output scaling on the same projections — DoRA's W·x must then be its own product, not the
+ * (already scaled) output minus the bias; BitFit trains the biases, whose gradient needs d_out unscaled. */
+static void check_config_on(const char *name, const char *config_json, const char *options, method_spec under,
                             const char *tmpdir, uint64_t mask_seed) {
     pc_model *m = tiny_model(config_json, tmpdir);
     if (!m) return;
-    pc_method *ia3 = ia3_under ? make_method(m, "ia3", ia3_under, 3) : NULL;
-    pc_method *lora = (ia3 || !ia3_under) ? make_lora(m, options, 5) : NULL;
+    pc_method *first = under.name ? make_method(m, under.name, under.options, 3) : NULL;
+    pc_method *lora = (first || !under.name) ? make_lora(m, options, 5) : NULL;
     if (!lora) {
-        pc_method_free(ia3);
+        pc_method_free(first);
         pc_model_free(m);
         return;
     }
     pc_rng rng;
     pc_rng_seed(&rng, 99);
-    if (ia3) test_fill_uniform(&rng, ia3->params.data, (long)ia3->params.count, 0.5f, 1.5f);
+    if (first && !strcmp(under.name, "ia3")) test_fill_uniform(&rng, first->params.data, (long)first->params.count, 0.5f, 1.5f);
     /* Non-zero B (and A, magnitude) so that every gradient and the branch's input gradient are non-trivial. */
     int dora = 0;
     for (int i = 0; i < lora->params.n_views; i++) {
@@ -157,6 +162,12 @@ static void check_config_on(const char *name, const char *config_json, const cha
         snprintf(what, sizeof what, "%s: %s", name, v->name);
         compare_fd(what, &ctx, pc_params_data(&lora->params, i), pc_params_grad(&lora->params, i), (long)v->count);
     }
+    for (int i = 0; first && i < first->params.n_views; i++) {
+        char what[300];
+        snprintf(what, sizeof what, "%s: %s", name, first->params.views[i].name);
+        compare_fd(what, &ctx, pc_params_data(&first->params, i), pc_params_grad(&first->params, i),
+                   (long)first->params.views[i].count);
+    }
     char what[300];
     snprintf(what, sizeof what, "%s: input gradient (embedding)", name);
     compare_fd(what, &ctx, e_data, e_grad, n_embed);
@@ -164,13 +175,13 @@ static void check_config_on(const char *name, const char *config_json, const cha
     pc_free(e_data);
     pc_free(e_grad);
     pc_method_free(lora);
-    pc_method_free(ia3);
+    pc_method_free(first);
     pc_model_free(m);
 }
 
 static void check_config(const char *name, const char *config_json, const char *options, const char *tmpdir,
                          uint64_t mask_seed) {
-    check_config_on(name, config_json, options, NULL, tmpdir, mask_seed);
+    check_config_on(name, config_json, options, (method_spec){0}, tmpdir, mask_seed);
 }
 
 /* E[dB] over masks equals the dropout-free dB when B = 0 (so the forward does not see the mask). */
@@ -276,7 +287,7 @@ int main(void) {
     check_config("gpt2 dora dropout 0.2, one mask", gpt2_config,
                  "{\"r\":2,\"lora_alpha\":4,\"use_dora\":true,\"lora_dropout\":0.2,\"target_modules\":[\"c_attn\",\"c_fc\"]}",
                  tmpdir, 4242);
-    const char *ia3_kv = "{\"target_modules\":[\"k_proj\",\"v_proj\",\"down_proj\"],\"feedforward_modules\":[\"down_proj\"]}";
+    method_spec ia3_kv = {"ia3", "{\"target_modules\":[\"k_proj\",\"v_proj\",\"down_proj\"],\"feedforward_modules\":[\"down_proj\"]}"};
     check_config_on("llama dora behind ia3", llama_config,
                     "{\"r\":2,\"lora_alpha\":4,\"use_dora\":true,\"target_modules\":[\"k_proj\",\"v_proj\",\"down_proj\"]}",
                     ia3_kv, tmpdir, 0);
@@ -284,6 +295,9 @@ int main(void) {
                     "{\"r\":2,\"lora_alpha\":4,\"use_dora\":true,\"lora_dropout\":0.25,"
                     "\"target_modules\":[\"k_proj\",\"v_proj\",\"down_proj\"]}",
                     ia3_kv, tmpdir, 99);
+    check_config_on("gpt2 dora with bitfit", gpt2_config,
+                    "{\"r\":2,\"lora_alpha\":4,\"use_dora\":true,\"target_modules\":[\"c_attn\",\"c_fc\"]}",
+                    (method_spec){"bitfit", "{}"}, tmpdir, 0);
     check_dropout_expectation(tmpdir);
     char path[4200];
     snprintf(path, sizeof path, "%s/config.json", tmpdir);
