@@ -237,7 +237,7 @@ static void chunk_forward(pc_model *m, pc_kv_cache *c, const int32_t *ids, int n
     s.start = c->len;
     int nv = s.first ? c->n_virtual : 0;
     s.R = nv + n;
-    s.step = (pc_step_shape){.B = 1, .T = s.R, .N = s.R, .P = c->n_prefix};
+    s.step = (pc_step_shape){.B = 1, .T = s.R, .N = s.R, .P = c->n_prefix, .continuing = !s.first};
     for (int i = 0; i < s.R; i++) {
         c->ids[i] = i < nv ? 0 : ids[i - nv]; /* a virtual row's embedding is overwritten by its hook */
         c->pos[i] = c->n_prefix + s.start + i;

@@ -54,6 +54,7 @@ typedef struct pc_step_shape {
     int training;
     pc_rng *rng;
     int recompute;                 /* re-running a layer's forward for its backward (gradient checkpointing) */
+    int continuing;                /* a decode chunk after the first of its sequence (see site.h) */
 } pc_step_shape;
 
 pc_site pc_site_begin(pc_site_kind kind, int layer, int index, const pc_step_shape *s);

@@ -52,6 +52,9 @@ typedef struct pc_site {
     void *state;               /* the hook's own per-site state, given at registration */
     int B, T, N;
     int training;              /* 1 when gradients will follow (dropout active) */
+    int continuing;            /* 1 in a KV-cache decode chunk after the first of its sequence: the earlier
+                                * chunks ran these hooks with the same parameters, so values computed from
+                                * parameters alone then (DoRA's weight norms) may be reused */
     pc_rng *rng;               /* the step's RNG (dropout masks) */
     struct pc_linear *linear;  /* LINEAR: the projection (weights, dims, HF name) */
     int in_dim, out_dim;

@@ -32,6 +32,7 @@ typedef struct lora_target {
     float *base_out;        /* DoRA: [N,out] W·drop(x) */
     float *norm;            /* DoRA: [out] ‖W + s·B·A‖ of this step */
     float *gain;            /* DoRA: [out] g = m / norm of this step */
+    int gain_reusable;      /* DoRA: norm and gain hold this target's values (not a twin's) since the plan */
     float *tmp_out;         /* DoRA: [N,out] scratch */
     float *merged_g;        /* DoRA: [out] m/‖W+s·B·A‖ of the last merge, which unmerge must divide out */
 } lora_target;
@@ -219,6 +220,7 @@ static pc_status lora_plan(pc_method *m, int B, int T, pc_error *err) {
         for (int i = 0; i < s->n_targets; i++) {
             lora_target *t = &s->targets[i];
             const lora_target *twin = shared ? buffer_twin(s, i) : NULL;
+            t->gain_reusable = 0;
             if (twin) {
                 if (pass) share_buffers(t, twin);
                 continue;
@@ -330,9 +332,14 @@ static void lora_forward(void *owner, pc_site *site) {
         return;
     }
     /* DoRA */
-    const float *mag = pc_params_data(&m->params, t->mag);
-    dora_weight_norm(t, m, s->dora_rows, s->plan_threads, t->norm);
-    for (int o = 0; o < lin->out; o++) t->gain[o] = mag[o] / t->norm[o];
+    /* The norms depend on parameters alone: a decode chunk continuing a sequence reuses its first chunk's
+     * (per token they would cost r + 1 times the token's own products). */
+    if (!(site->continuing && t->gain_reusable)) {
+        const float *mag = pc_params_data(&m->params, t->mag);
+        dora_weight_norm(t, m, s->dora_rows, s->plan_threads, t->norm);
+        for (int o = 0; o < lin->out; o++) t->gain[o] = mag[o] / t->norm[o];
+        t->gain_reusable = !s->plan_shared;
+    }
     lowrank_forward(t->lora_out, t->xa, x, A, Bm, &shape, 0, &s->scratch); /* lora_out = s·xa·Bᵀ */
     dora_base_output(t, m, site, x);
     dora_combine(t, site->out, N);
