@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "core/alloc.h"
+#include "core/utf8.h"
 
 pc_status pc_line_reader_open(pc_line_reader *r, const char *path, pc_error *err) {
     memset(r, 0, sizeof *r);
@@ -57,30 +58,8 @@ void pc_line_reader_close(pc_line_reader *r) {
 }
 
 long pc_utf8_first_invalid(const char *s, size_t len) {
-    const unsigned char *u = (const unsigned char *)s;
-    size_t i = 0;
-    while (i < len) {
-        unsigned c = u[i];
-        if (c == 0) return (long)i;
-        if (c < 0x80) {
-            i++;
-            continue;
-        }
-        size_t need;
-        unsigned lo = 0x80, hi = 0xBF; /* allowed range of the second byte */
-        if (c >= 0xC2 && c <= 0xDF) need = 1;
-        else if (c == 0xE0) need = 2, lo = 0xA0;          /* no overlong 3-byte forms */
-        else if (c == 0xED) need = 2, hi = 0x9F;          /* no UTF-16 surrogates */
-        else if (c >= 0xE1 && c <= 0xEF) need = 2;
-        else if (c == 0xF0) need = 3, lo = 0x90;          /* no overlong 4-byte forms */
-        else if (c >= 0xF1 && c <= 0xF3) need = 3;
-        else if (c == 0xF4) need = 3, hi = 0x8F;          /* nothing above U+10FFFF */
-        else return (long)i;                              /* 0x80..0xC1, 0xF5..0xFF */
-        if (i + need >= len) return (long)i; /* truncated sequence */
-        if (u[i + 1] < lo || u[i + 1] > hi) return (long)i;
-        for (size_t k = 2; k <= need; k++)
-            if (u[i + k] < 0x80 || u[i + k] > 0xBF) return (long)i;
-        i += need + 1;
-    }
-    return -1;
+    size_t valid = pc_utf8_valid_prefix(s, len);
+    const char *nul = memchr(s, 0, valid);
+    if (nul) return (long)(nul - s);
+    return valid == len ? -1 : (long)valid;
 }

@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "core/alloc.h"
+#include "core/utf8.h"
 
 #define ST_MAX_HEADER 100000000ull
 #define ST_MAX_INT 9007199254740992.0 /* 2^53: above this a JSON double no longer holds every integer */
@@ -217,32 +218,6 @@ static pc_status parse_entries(pc_safetensors *st, const cJSON *root, const unsi
     return check_tiling(st, buffer, buffer_len, err);
 }
 
-/* Offset of the first byte that is not part of well-formed UTF-8 (no overlongs, surrogates or code points
- * past U+10FFFF), or len. The reference reader rejects such headers; names must be valid to write back. */
-static size_t utf8_invalid_at(const unsigned char *s, size_t len) {
-    size_t i = 0;
-    while (i < len) {
-        unsigned char c = s[i];
-        size_t n; /* continuation bytes */
-        if (c < 0x80) n = 0;
-        else if (c >= 0xc2 && c <= 0xdf) n = 1;
-        else if (c >= 0xe0 && c <= 0xef) n = 2;
-        else if (c >= 0xf0 && c <= 0xf4) n = 3;
-        else return i;
-        if (n >= len - i) return i; /* cut short by the end of the header */
-        unsigned char lo = 0x80, hi = 0xbf; /* allowed range of the second byte */
-        if (c == 0xe0) lo = 0xa0;
-        if (c == 0xed) hi = 0x9f;
-        if (c == 0xf0) lo = 0x90;
-        if (c == 0xf4) hi = 0x8f;
-        if (n && (s[i + 1] < lo || s[i + 1] > hi)) return i;
-        for (size_t k = 2; k <= n; k++)
-            if ((s[i + k] & 0xc0) != 0x80) return i;
-        i += n + 1;
-    }
-    return len;
-}
-
 static int is_json_space(unsigned char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
 
 static pc_status parse_file(pc_safetensors *st, pc_error *err) {
@@ -259,7 +234,8 @@ static pc_status parse_file(pc_safetensors *st, pc_error *err) {
         return st_fail(err, PC_ERR_FORMAT, st->path, NULL, "truncated",
                        "header length is %llu bytes but only %zu bytes follow", (unsigned long long)n, size - 8);
     if (n == 0) return st_fail(err, PC_ERR_FORMAT, st->path, NULL, "header", "empty (length 0)");
-    size_t bad = utf8_invalid_at(bytes + 8, (size_t)n);
+    /* The reference reader rejects headers that are not UTF-8; names must be valid to be written back. */
+    size_t bad = pc_utf8_valid_prefix((const char *)bytes + 8, (size_t)n);
     if (bad < n) return st_fail(err, PC_ERR_FORMAT, st->path, NULL, "header", "invalid UTF-8 at byte %zu", bad);
     const char *json = (const char *)bytes + 8, *end = NULL;
     cJSON *root = cJSON_ParseWithLengthOpts(json, (size_t)n, &end, 0);

@@ -77,7 +77,7 @@ static pc_status count_file(trainer *t, const tk_regex *re, pcre2_match_data *md
     char *buf = NULL;
     size_t len = 0;
     PC_TRY(pc_read_file(path, &buf, &len, err));
-    size_t bad = tk_utf8_valid_prefix(buf, len);
+    size_t bad = pc_utf8_valid_prefix(buf, len);
     pc_status st = bad == len ? PC_OK : pc_fail(err, PC_ERR_FORMAT, "%s: byte %zu: invalid UTF-8", path, bad);
     size_t pos = 0;
     while (st == PC_OK && pos < len) {

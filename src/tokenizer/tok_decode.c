@@ -44,7 +44,7 @@ static void vec_free(strvec *v) {
 static pc_status append_lossy(strvec *v, const char *s, size_t n, pc_error *err) {
     size_t i = 0;
     while (i < n) {
-        size_t ok = tk_utf8_valid_prefix(s + i, n - i);
+        size_t ok = pc_utf8_valid_prefix(s + i, n - i);
         PC_TRY(vec_extend(v, s + i, ok, err));
         i += ok;
         if (i >= n) break;
@@ -94,7 +94,7 @@ static int hexval(char c) {
 
 static pc_status flush_bytes(tk_bytes *pending, strvec *out, pc_error *err) {
     if (pending->n == 0) return PC_OK;
-    if (tk_utf8_valid_prefix(pending->p, pending->n) == pending->n) {
+    if (pc_utf8_valid_prefix(pending->p, pending->n) == pending->n) {
         PC_TRY(vec_push(out, pending->p, pending->n, err));
     } else {
         for (size_t k = 0; k < pending->n; k++) PC_TRY(vec_push(out, "\xEF\xBF\xBD", 3, err));

@@ -365,7 +365,7 @@ static pc_status encode_text_section(tk_run *r, const char *s, size_t n, int fir
         n = norm->n;
         /* The regexes run with PCRE2_NO_UTF_CHECK: what the normalizers made must still be UTF-8 (it is, when
          * the input and tokenizer.json are; this keeps a broken invariant from becoming an out-of-bounds read). */
-        if (tk_utf8_valid_prefix(s, n) != n)
+        if (pc_utf8_valid_prefix(s, n) != n)
             return pc_fail(err, PC_ERR_INTERNAL, "%s: normalizers produced text that is not UTF-8", tk->path);
     }
     if (n == 0) return PC_OK;
@@ -402,7 +402,7 @@ pc_status pc_tokenizer_encode(const pc_tokenizer *tk, const char *text, size_t l
                               size_t *n_ids, pc_error *err) {
     *ids = NULL;
     *n_ids = 0;
-    size_t valid = tk_utf8_valid_prefix(text, len);
+    size_t valid = pc_utf8_valid_prefix(text, len);
     if (valid != len) return pc_fail(err, PC_ERR_FORMAT, "tokenizer: input: invalid UTF-8 at byte %zu", valid);
     tk_ids out = {0};
     tk_run r;

@@ -15,6 +15,7 @@
 #include <pcre2.h>
 
 #include "core/error.h"
+#include "core/utf8.h"
 #include "tokenizer/tokenizer.h"
 
 /* ---- hash tables (tok_table.c) ---- */
@@ -70,8 +71,6 @@ pc_status tk_ids_append(tk_ids *v, const int32_t *ids, size_t n, pc_error *err);
 void tk_ids_free(tk_ids *v);
 
 /* ---- Unicode helpers (tok_unicode.c) ---- */
-/* Length of the valid UTF-8 prefix; == n when all valid. */
-size_t tk_utf8_valid_prefix(const char *s, size_t n);
 /* Decode one code point at s (valid UTF-8 assumed); returns its byte length. */
 int tk_utf8_decode(const unsigned char *s, int32_t *cp);
 int tk_utf8_encode(int32_t cp, char out[4]);

@@ -32,7 +32,7 @@ static pc_status parse_json_file(const char *path, cJSON **out, pc_error *err) {
     /* A JSON text is UTF-8 (RFC 8259), and cJSON would pass other bytes through into strings: a normalizer's
      * replacement or a regex that is not UTF-8 reached PCRE2, which is told not to check (fuzz_tokenizer,
      * findings 19 and 20: out-of-bounds reads). Every string the tokenizer uses comes from this text. */
-    size_t valid = tk_utf8_valid_prefix(buf, len);
+    size_t valid = pc_utf8_valid_prefix(buf, len);
     if (valid != len) {
         line_col(buf, len, valid, &line, &col);
         pc_free(buf);

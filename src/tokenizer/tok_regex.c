@@ -64,7 +64,7 @@ pc_status tk_regex_compile(tk_regex *re, const char *pattern, int literal, const
     memset(re, 0, sizeof *re);
     /* cJSON accepts any bytes inside a string, and PCRE2 is told not to check (PCRE2_NO_UTF_CHECK): with
      * invalid UTF-8 in the pattern pcre2_compile reads out of bounds (found by fuzz_tokenizer, finding 19). */
-    size_t valid = tk_utf8_valid_prefix(pattern, strlen(pattern));
+    size_t valid = pc_utf8_valid_prefix(pattern, strlen(pattern));
     if (pattern[valid])
         return pc_fail(err, PC_ERR_FORMAT, "%s: %s: regex is not valid UTF-8 (byte %zu)", file, where, valid);
     tk_bytes src = {0};
