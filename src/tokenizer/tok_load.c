@@ -7,48 +7,11 @@
 
 #include "core/alloc.h"
 #include "core/fileio.h"
+#include "io/json.h"
 #include "tokenizer/tok_components.h"
 #include "tokenizer/tok_internal.h"
 
 #define TK_MAX_VOCAB (1 << 24)
-
-/* Line and column (1-based, in bytes) of offset `at` in buf. */
-static void line_col(const char *buf, size_t len, size_t at, size_t *line, size_t *col) {
-    *line = *col = 1;
-    for (size_t i = 0; i < at && i < len; i++) {
-        if (buf[i] == '\n') {
-            ++*line;
-            *col = 1;
-        } else {
-            ++*col;
-        }
-    }
-}
-
-static pc_status parse_json_file(const char *path, cJSON **out, pc_error *err) {
-    char *buf = NULL;
-    size_t len = 0, line, col;
-    PC_TRY(pc_read_file(path, &buf, &len, err));
-    /* A JSON text is UTF-8 (RFC 8259), and cJSON would pass other bytes through into strings: a normalizer's
-     * replacement or a regex that is not UTF-8 reached PCRE2, which is told not to check (fuzz_tokenizer,
-     * findings 19 and 20: out-of-bounds reads). Every string the tokenizer uses comes from this text. */
-    size_t valid = pc_utf8_valid_prefix(buf, len);
-    if (valid != len) {
-        line_col(buf, len, valid, &line, &col);
-        pc_free(buf);
-        return pc_fail(err, PC_ERR_FORMAT, "%s: %zu:%zu: not valid UTF-8 (a JSON text must be)", path, line, col);
-    }
-    const char *end = NULL;
-    cJSON *root = cJSON_ParseWithLengthOpts(buf, len, &end, 0);
-    if (!root) {
-        line_col(buf, len, end && end >= buf ? (size_t)(end - buf) : 0, &line, &col);
-        pc_free(buf);
-        return pc_fail(err, PC_ERR_FORMAT, "%s: %zu:%zu: invalid JSON", path, line, col);
-    }
-    pc_free(buf);
-    *out = root;
-    return PC_OK;
-}
 
 /* ---- vocabulary ---- */
 
@@ -429,7 +392,7 @@ static pc_status resolve_path(const char *path, char *file, size_t cap, char *di
 
 static pc_status load_into(pc_tokenizer *tk, const char *file, const char *dir, pc_error *err) {
     cJSON *root = NULL;
-    PC_TRY(parse_json_file(file, &root, err));
+    PC_TRY(pc_json_load(&root, file, err));
     pc_status st = cJSON_IsObject(cJSON_GetObjectItemCaseSensitive(root, "model")) || !cJSON_IsObject(root) ||
                            !cJSON_IsNumber(root->child)
                        ? load_tokenizer_json(tk, root, err)
@@ -439,7 +402,7 @@ static pc_status load_into(pc_tokenizer *tk, const char *file, const char *dir, 
     char cfg_path[4096];
     if (pc_path_join(cfg_path, sizeof cfg_path, dir, "tokenizer_config.json") == 0 && pc_path_exists(cfg_path)) {
         cJSON *cfg = NULL;
-        PC_TRY(parse_json_file(cfg_path, &cfg, err));
+        PC_TRY(pc_json_load(&cfg, cfg_path, err));
         st = cJSON_IsObject(cfg) ? apply_config(tk, cfg, cfg_path, err)
                                  : pc_fail(err, PC_ERR_FORMAT, "%s: top level must be an object", cfg_path);
         cJSON_Delete(cfg);
