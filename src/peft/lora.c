@@ -396,9 +396,7 @@ static void dora_base_backward(lora_target *t, const pc_method *m, const pc_site
     size_t count = (size_t)site->N * (size_t)lin->in;
     memset(t->x_drop, 0, sizeof(float) * count);
     pc_linear_backward_input(m->model->mm, t->x_drop, t->tmp_out, &lin->weight->t, site->N, lin->in, lin->out);
-    float keep_scale = 1.0f / (1.0f - p);
-#pragma omp parallel for schedule(static)
-    for (size_t i = 0; i < count; i++) site->d_in[i] += t->keep[i] ? keep_scale * t->x_drop[i] : 0.0f;
+    dropout_backward(site->d_in, t->x_drop, t->keep, count, p, 1);
 }
 
 static void lora_backward(void *owner, pc_site *site) {
