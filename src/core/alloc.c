@@ -1,25 +1,39 @@
 #include "core/alloc.h"
 
+#include <errno.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
 static _Atomic long fail_countdown = -1; /* test hook, see alloc.h */
+static _Atomic int fail_once = 0;
 static _Atomic long alloc_count = 0;
 
 void pc_alloc_fail_after(long n) {
+    atomic_store(&fail_once, 0);
     atomic_store(&fail_countdown, n);
     atomic_store(&alloc_count, 0);
 }
 
+void pc_alloc_fail_once(long n) {
+    pc_alloc_fail_after(n);
+    atomic_store(&fail_once, 1);
+}
+
 long pc_alloc_count(void) { return atomic_load(&alloc_count); }
 
+/* An injected failure looks like malloc's own: NULL with errno ENOMEM, which is how a cJSON parse that ran
+ * out of memory is told from a syntax error (io/json.c). */
 static int injected_failure(void) {
     atomic_fetch_add(&alloc_count, 1);
     long left = atomic_load(&fail_countdown);
     if (left < 0) return 0;
-    if (left == 0) return 1;
+    if (left == 0) {
+        if (atomic_load(&fail_once)) atomic_store(&fail_countdown, -1);
+        errno = ENOMEM;
+        return 1;
+    }
     atomic_fetch_sub(&fail_countdown, 1);
     return 0;
 }
@@ -28,12 +42,23 @@ void *pc_malloc(size_t size) {
     if (injected_failure()) return NULL;
     if (size == 0) size = 1;
     size_t rounded = (size + 63) & ~(size_t)63;
-    if (rounded < size) return NULL;
+    if (rounded < size) {
+        errno = ENOMEM;
+        return NULL;
+    }
     return aligned_alloc(64, rounded);
 }
 
+void *pc_malloc_plain(size_t size) {
+    if (injected_failure()) return NULL;
+    return malloc(size ? size : 1);
+}
+
 void *pc_calloc(size_t count, size_t size) {
-    if (size && count > SIZE_MAX / size) return NULL;
+    if (size && count > SIZE_MAX / size) {
+        errno = ENOMEM;
+        return NULL;
+    }
     void *p = pc_malloc(count * size);
     if (p) memset(p, 0, count * size);
     return p;

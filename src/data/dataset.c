@@ -8,6 +8,7 @@
 #include "data/line_reader.h"
 #include "data/record.h"
 #include "data/text_codec.h"
+#include "io/json.h"
 
 /* Examples as they are loaded: ids then labels of each example, back to back in `tokens`. */
 typedef struct dataset_builder {
@@ -64,7 +65,9 @@ static pc_status load_line(const pc_line_reader *r, pc_record *rec, const pc_rec
         return pc_fail(err, PC_ERR_FORMAT, "%s at byte %ld (byte 0x%02x)",
                        r->buf[bad] == 0 ? "NUL byte" : "invalid UTF-8", bad + 1, (unsigned char)r->buf[bad]);
     const char *end = NULL;
-    cJSON *obj = cJSON_ParseWithLengthOpts(r->buf, r->len, &end, 0);
+    pc_status parsed;
+    cJSON *obj = pc_json_parse(r->buf, r->len, &end, &parsed);
+    if (parsed == PC_ERR_NOMEM) return pc_fail(err, PC_ERR_NOMEM, "out of memory parsing the JSON");
     if (!obj) {
         long col = end ? (long)(end - r->buf) + 1 : 1;
         return pc_fail(err, PC_ERR_FORMAT, "bad JSON at column %ld", col);

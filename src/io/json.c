@@ -3,6 +3,7 @@
  * optional fields as null (adapter_config.json), and "not given" is what it means. */
 #include "io/json.h"
 
+#include <errno.h>
 #include <limits.h>
 #include <math.h>
 #include <stdlib.h>
@@ -11,6 +12,40 @@
 #include "core/alloc.h"
 #include "core/fileio.h"
 #include "core/utf8.h"
+
+/* Route cJSON's allocations through the library's allocator. cJSON keeps its hooks in a process-wide
+ * variable; they are set once, before main, to the same two functions, and never changed: configuration of
+ * a dependency rather than state. pc_free is free(), so a tree allocated before the hooks (none is) or by a
+ * host program that uses cJSON itself is freed correctly either way. */
+__attribute__((constructor)) static void route_cjson_allocations(void) {
+    cJSON_Hooks hooks = {.malloc_fn = pc_malloc_plain, .free_fn = pc_free};
+    cJSON_InitHooks(&hooks);
+}
+
+cJSON *pc_json_parse(const char *text, size_t len, const char **end, pc_status *status) {
+    /* cJSON says only NULL. A failed allocation sets errno to ENOMEM (malloc does, and so does an injected
+     * failure); nothing else in a parse does, and the parse unwinds straight after it. */
+    errno = 0;
+    cJSON *root = cJSON_ParseWithLengthOpts(text, len, end, 0);
+    *status = root ? PC_OK : errno == ENOMEM ? PC_ERR_NOMEM : PC_ERR_FORMAT;
+    return root;
+}
+
+void pc_json_put(cJSON *object, const char *key, cJSON *item, int *failed) {
+    if (item && cJSON_AddItemToObject(object, key, item)) return;
+    cJSON_Delete(item);
+    (*failed)++;
+}
+
+void pc_json_append(cJSON *array, cJSON *item, int *failed) {
+    if (item && cJSON_AddItemToArray(array, item)) return;
+    cJSON_Delete(item);
+    (*failed)++;
+}
+
+pc_status pc_json_built(int failed, const char *what, pc_error *err) {
+    return failed ? pc_fail(err, PC_ERR_NOMEM, "%s: out of memory building the JSON", what) : PC_OK;
+}
 
 /* 1-based line and column (in UTF-8 characters) of byte `offset` in text. */
 static void line_column(const char *text, size_t offset, long *line, long *column) {
@@ -39,11 +74,12 @@ static size_t error_offset(const char *text, size_t len, const char *end) {
     memcpy(padded, text, len);
     padded[len] = padded[len + 1] = ' ';
     const char *end2 = NULL;
-    cJSON *again = cJSON_ParseWithLengthOpts(padded, len + 2, &end2, 0);
+    pc_status again_status;
+    cJSON *again = pc_json_parse(padded, len + 2, &end2, &again_status);
     size_t at2 = end2 && end2 >= padded && end2 <= padded + len + 2 ? (size_t)(end2 - padded) : 0;
     cJSON_Delete(again);
     pc_free(padded);
-    return at2 > len ? len : at;
+    return again_status == PC_ERR_FORMAT && at2 > len ? len : at;
 }
 
 /* Up to 16 bytes of text from `at` for a message: the rest of that line, non-printable bytes as '?'. */
@@ -72,9 +108,11 @@ pc_status pc_json_load(cJSON **out, const char *path, pc_error *err) {
         return pc_fail(err, PC_ERR_FORMAT, "%s: %ld:%ld: not valid UTF-8 (a JSON text must be)", path, line, column);
     }
     const char *end = NULL;
-    cJSON *root = cJSON_ParseWithLengthOpts(text, len, &end, 0);
-    pc_status status = PC_OK;
-    if (!root) {
+    pc_status status;
+    cJSON *root = pc_json_parse(text, len, &end, &status);
+    if (status == PC_ERR_NOMEM) {
+        status = pc_fail(err, PC_ERR_NOMEM, "%s: out of memory parsing the JSON", path);
+    } else if (!root) {
         size_t at = error_offset(text, len, end);
         long line, column;
         char near[17];

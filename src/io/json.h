@@ -6,6 +6,13 @@
 
 #include "core/error.h"
 
+/* cJSON allocates through pc_malloc_plain and pc_free (hooks installed when the library is loaded), so the
+ * fault-injection sweep reaches every JSON allocation and an out-of-memory parse or build is PC_ERR_NOMEM,
+ * not a syntax error or a file missing a field. */
+
+/* Parse text[0..len): the tree, or NULL with *status PC_ERR_NOMEM (out of memory) or PC_ERR_FORMAT (a syntax
+ * error at *end, as cJSON reports it). Text after the first value is left to the caller (*end). */
+cJSON *pc_json_parse(const char *text, size_t len, const char **end, pc_status *status);
 /* Parse a JSON file; on a syntax error the message gives the file and line:column. */
 pc_status pc_json_load(cJSON **out, const char *path, pc_error *err);
 /* Typed getters: PC_OK and *out set; missing + required -> format error naming file and key;
@@ -17,6 +24,14 @@ pc_status pc_json_bool(const cJSON *obj, const char *key, int required, int *out
 /* Returns a borrowed string pointer (or the default). */
 pc_status pc_json_string(const cJSON *obj, const char *key, int required, const char **out, const char *file,
                          pc_error *err);
+/* Building a tree. cJSON's Add functions return NULL or false when an allocation fails and leave the object
+ * short of a member, so a file written from it would be wrong rather than absent. These take ownership of
+ * item (a failed create, NULL, is accepted; an item that cannot be added is deleted) and count failures in
+ * *failed, so a builder checks once, at the end, with pc_json_built. */
+void pc_json_put(cJSON *object, const char *key, cJSON *item, int *failed);
+void pc_json_append(cJSON *array, cJSON *item, int *failed);
+/* PC_OK, or PC_ERR_NOMEM naming what was being built when failed > 0. */
+pc_status pc_json_built(int failed, const char *what, pc_error *err);
 /* Write a cJSON tree atomically, pretty-printed with keys as given. */
 pc_status pc_json_write_atomic(const cJSON *root, const char *path, pc_error *err);
 

@@ -13,6 +13,7 @@
 
 #include "core/alloc.h"
 #include "core/utf8.h"
+#include "io/json.h"
 
 #define ST_MAX_HEADER 100000000ull
 #define ST_MAX_INT 9007199254740992.0 /* 2^53: above this a JSON double no longer holds every integer */
@@ -238,7 +239,9 @@ static pc_status parse_file(pc_safetensors *st, pc_error *err) {
     size_t bad = pc_utf8_valid_prefix((const char *)bytes + 8, (size_t)n);
     if (bad < n) return st_fail(err, PC_ERR_FORMAT, st->path, NULL, "header", "invalid UTF-8 at byte %zu", bad);
     const char *json = (const char *)bytes + 8, *end = NULL;
-    cJSON *root = cJSON_ParseWithLengthOpts(json, (size_t)n, &end, 0);
+    pc_status parsed;
+    cJSON *root = pc_json_parse(json, (size_t)n, &end, &parsed);
+    if (parsed == PC_ERR_NOMEM) return st_fail(err, PC_ERR_NOMEM, st->path, NULL, "header", "out of memory parsing the JSON");
     if (!root) {
         size_t at = end && end >= json && end <= json + n ? (size_t)(end - json) : 0;
         return st_fail(err, PC_ERR_FORMAT, st->path, NULL, "header", "invalid JSON near byte %zu", at);

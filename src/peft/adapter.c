@@ -20,6 +20,7 @@
 #include <string.h>
 
 #include "core/alloc.h"
+#include "io/json.h"
 #include "peft/method.h"
 
 typedef struct adapter_site {
@@ -197,20 +198,21 @@ static void adapter_backward(void *owner, pc_site *site) {
 
 static pc_status adapter_config_json(const pc_method *m, cJSON *cfg, pc_error *err) {
     const adapter_state *s = m->impl;
-    cJSON_AddNumberToObject(cfg, "adapter_dim", s->r);
-    cJSON_AddNumberToObject(cfg, "adapter_scale", s->scale);
-    cJSON_AddStringToObject(cfg, "adapter_sites", s->sites_mask == 3 ? "attn,mlp" : s->sites_mask == 1 ? "attn" : "mlp");
-    cJSON_AddStringToObject(cfg, "adapter_type", s->type);
+    int failed = 0;
+    pc_json_put(cfg, "adapter_dim", cJSON_CreateNumber(s->r), &failed);
+    pc_json_put(cfg, "adapter_scale", cJSON_CreateNumber(s->scale), &failed);
+    pc_json_put(cfg, "adapter_sites",
+                cJSON_CreateString(s->sites_mask == 3 ? "attn,mlp" : s->sites_mask == 1 ? "attn" : "mlp"), &failed);
+    pc_json_put(cfg, "adapter_type", cJSON_CreateString(s->type), &failed);
     cJSON *layers = cJSON_CreateArray();
     for (int l = 0; l < m->model->cfg.n_layers; l++) {
         int used = 0;
         for (int i = 0; i < s->n_sites; i++) used |= s->sites[i].layer == l;
-        if (used) cJSON_AddItemToArray(layers, cJSON_CreateNumber(l));
+        if (used) pc_json_append(layers, cJSON_CreateNumber(l), &failed);
     }
-    cJSON_AddItemToObject(cfg, "layers_to_transform", layers);
-    cJSON_AddNullToObject(cfg, "modules_to_save");
-    (void)err;
-    return PC_OK;
+    pc_json_put(cfg, "layers_to_transform", layers, &failed);
+    pc_json_put(cfg, "modules_to_save", cJSON_CreateNull(), &failed);
+    return pc_json_built(failed, "adapter_config.json", err);
 }
 
 static void adapter_destroy(pc_method *m) {

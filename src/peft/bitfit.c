@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "core/alloc.h"
+#include "io/json.h"
 #include "peft/param_site.h"
 
 typedef struct bitfit_state {
@@ -53,10 +54,10 @@ static pc_status bitfit_init(pc_method *m, pc_rng *rng, pc_error *err) {
 
 static pc_status bitfit_config_json(const pc_method *m, cJSON *cfg, pc_error *err) {
     (void)m;
-    (void)err;
-    cJSON_AddStringToObject(cfg, "bias", "all");
-    cJSON_AddNullToObject(cfg, "modules_to_save");
-    return PC_OK;
+    int failed = 0;
+    pc_json_put(cfg, "bias", cJSON_CreateString("all"), &failed);
+    pc_json_put(cfg, "modules_to_save", cJSON_CreateNull(), &failed);
+    return pc_json_built(failed, "adapter_config.json", err);
 }
 
 static pc_status bitfit_merge(pc_method *m, float weight, pc_error *err) {

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "core/alloc.h"
+#include "io/json.h"
 #include "peft/method.h"
 
 typedef struct ia3_target {
@@ -38,12 +39,18 @@ static const struct {
     {"gpt2", "c_attn,mlp.c_proj", "mlp.c_proj"},
 };
 
+/* The array of a comma-separated list, or NULL when out of memory (never a shorter list). */
 static cJSON *list_from_csv(const char *csv) {
     cJSON *a = cJSON_CreateArray();
     char buf[256];
     snprintf(buf, sizeof buf, "%s", csv);
+    int failed = 0;
     for (char *save = NULL, *t = strtok_r(buf, ",", &save); t; t = strtok_r(NULL, ",", &save))
-        cJSON_AddItemToArray(a, cJSON_CreateString(t));
+        pc_json_append(a, cJSON_CreateString(t), &failed);
+    if (failed) {
+        cJSON_Delete(a);
+        return NULL;
+    }
     return a;
 }
 
@@ -193,15 +200,15 @@ static void ia3_backward(void *owner, pc_site *site) {
 
 static pc_status ia3_config_json(const pc_method *m, cJSON *cfg, pc_error *err) {
     const ia3_state *s = m->impl;
-    cJSON_AddNullToObject(cfg, "auto_mapping");
-    cJSON_AddNullToObject(cfg, "exclude_modules");
-    cJSON_AddBoolToObject(cfg, "fan_in_fan_out", m->model->cfg.arch->conv1d);
-    cJSON_AddItemToObject(cfg, "feedforward_modules", cJSON_Duplicate(s->feedforward_modules, 1));
-    cJSON_AddTrueToObject(cfg, "init_ia3_weights");
-    cJSON_AddNullToObject(cfg, "modules_to_save");
-    cJSON_AddItemToObject(cfg, "target_modules", cJSON_Duplicate(s->target_modules, 1));
-    (void)err;
-    return PC_OK;
+    int failed = 0;
+    pc_json_put(cfg, "auto_mapping", cJSON_CreateNull(), &failed);
+    pc_json_put(cfg, "exclude_modules", cJSON_CreateNull(), &failed);
+    pc_json_put(cfg, "fan_in_fan_out", cJSON_CreateBool(m->model->cfg.arch->conv1d), &failed);
+    pc_json_put(cfg, "feedforward_modules", cJSON_Duplicate(s->feedforward_modules, 1), &failed);
+    pc_json_put(cfg, "init_ia3_weights", cJSON_CreateTrue(), &failed);
+    pc_json_put(cfg, "modules_to_save", cJSON_CreateNull(), &failed);
+    pc_json_put(cfg, "target_modules", cJSON_Duplicate(s->target_modules, 1), &failed);
+    return pc_json_built(failed, "adapter_config.json", err);
 }
 
 /* W[o,:] (and b[o]) ×= f(l[o]) for attention-type targets, W[:,i] ×= f(l[i]) for feed-forward ones, where

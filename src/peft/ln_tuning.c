@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "core/alloc.h"
+#include "io/json.h"
 #include "peft/param_site.h"
 
 typedef struct ln_state {
@@ -84,6 +85,7 @@ static pc_status ln_config_json(const pc_method *m, cJSON *cfg, pc_error *err) {
     const ln_state *s = m->impl;
     /* The norm modules by their last name component (PEFT's own default lists look like this). */
     cJSON *targets = cJSON_CreateArray();
+    int failed = 0;
     for (int i = 0; i < s->set.count; i++) {
         char module[160];
         split_leaf(s->set.targets[i].param->name, module, sizeof module);
@@ -91,14 +93,13 @@ static pc_status ln_config_json(const pc_method *m, cJSON *cfg, pc_error *err) {
         int seen = 0;
         const cJSON *e;
         cJSON_ArrayForEach(e, targets) seen |= !strcmp(e->valuestring, leaf);
-        if (!seen) cJSON_AddItemToArray(targets, cJSON_CreateString(leaf));
+        if (!seen) pc_json_append(targets, cJSON_CreateString(leaf), &failed);
     }
-    cJSON_AddNullToObject(cfg, "auto_mapping");
-    cJSON_AddNullToObject(cfg, "exclude_modules");
-    cJSON_AddNullToObject(cfg, "modules_to_save");
-    cJSON_AddItemToObject(cfg, "target_modules", targets);
-    (void)err;
-    return PC_OK;
+    pc_json_put(cfg, "auto_mapping", cJSON_CreateNull(), &failed);
+    pc_json_put(cfg, "exclude_modules", cJSON_CreateNull(), &failed);
+    pc_json_put(cfg, "modules_to_save", cJSON_CreateNull(), &failed);
+    pc_json_put(cfg, "target_modules", targets, &failed);
+    return pc_json_built(failed, "adapter_config.json", err);
 }
 
 static pc_status ln_merge(pc_method *m, float weight, pc_error *err) {

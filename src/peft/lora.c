@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "core/alloc.h"
+#include "io/json.h"
 #include "kernels/dropout.h"
 #include "kernels/lowrank.h"
 #include "peft/method.h"
@@ -53,13 +54,19 @@ typedef struct lora_state {
 
 static float lora_scale(double alpha, int r, int rslora) { return (float)(rslora ? alpha / sqrt((double)r) : alpha / r); }
 
-static const cJSON *default_targets(pc_method *m, cJSON **owned) {
-    *owned = cJSON_CreateArray();
-    const char *list = m->model->cfg.arch->default_lora_targets;
+/* The architecture's default target list as a JSON array; NULL when out of memory (never a shorter list). */
+static cJSON *default_targets(const pc_method *m) {
+    cJSON *list = cJSON_CreateArray();
     char buf[128];
-    snprintf(buf, sizeof buf, "%s", list);
-    for (char *tok = strtok(buf, ","); tok; tok = strtok(NULL, ",")) cJSON_AddItemToArray(*owned, cJSON_CreateString(tok));
-    return *owned;
+    snprintf(buf, sizeof buf, "%s", m->model->cfg.arch->default_lora_targets);
+    int failed = 0;
+    for (char *save = NULL, *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save))
+        pc_json_append(list, cJSON_CreateString(tok), &failed);
+    if (failed) {
+        cJSON_Delete(list);
+        return NULL;
+    }
+    return list;
 }
 
 static pc_status lora_attach(pc_method *m, const cJSON *opt, pc_error *err) {
@@ -79,16 +86,16 @@ static pc_status lora_attach(pc_method *m, const cJSON *opt, pc_error *err) {
     if (strcmp(bias, "none")) return pc_fail(err, PC_ERR_UNSUPPORTED, "lora: bias '%s' is not supported (only \"none\")", bias);
     s->options = opt ? cJSON_Duplicate(opt, 1) : cJSON_CreateObject();
     if (!s->options) return pc_fail(err, PC_ERR_NOMEM, "out of memory");
-    cJSON *owned = NULL;
     const cJSON *targets = opt ? cJSON_GetObjectItemCaseSensitive(opt, "target_modules") : NULL;
     if (!targets || cJSON_IsNull(targets)) {
-        targets = default_targets(m, &owned);
-        /* Replace a null entry or add a missing one (replacing a missing key failed and leaked the copy). */
-        cJSON *copy = cJSON_Duplicate(targets, 1);
-        if (cJSON_GetObjectItemCaseSensitive(s->options, "target_modules"))
-            cJSON_ReplaceItemInObject(s->options, "target_modules", copy);
-        else
-            cJSON_AddItemToObject(s->options, "target_modules", copy);
+        /* The defaults go into the options copy (adapter_config.json lists them), in place of a null entry
+         * (deleting a missing key is a no-op; replacing one failed and leaked the copy). */
+        cJSON *defaults = default_targets(m);
+        int failed = 0;
+        cJSON_DeleteItemFromObjectCaseSensitive(s->options, "target_modules");
+        pc_json_put(s->options, "target_modules", defaults, &failed);
+        if (failed) return pc_fail(err, PC_ERR_NOMEM, "out of memory");
+        targets = defaults;
     }
     const cJSON *layers = opt ? cJSON_GetObjectItemCaseSensitive(opt, "layers_to_transform") : NULL;
     const cJSON *rank_pattern = opt ? cJSON_GetObjectItemCaseSensitive(opt, "rank_pattern") : NULL;
@@ -96,7 +103,6 @@ static pc_status lora_attach(pc_method *m, const cJSON *opt, pc_error *err) {
     int n_lin = pc_model_linear_count(m->model);
     s->targets = pc_calloc((size_t)n_lin, sizeof *s->targets);
     if (!s->targets) {
-        cJSON_Delete(owned);
         return pc_fail(err, PC_ERR_NOMEM, "out of memory");
     }
     pc_status st = PC_OK;
@@ -120,7 +126,6 @@ static pc_status lora_attach(pc_method *m, const cJSON *opt, pc_error *err) {
         pc_peft_key(key, sizeof key, lin->name, "lora_magnitude_vector");
         if (st == PC_OK && s->use_dora) st = pc_params_declare(&m->params, key, 1, m_shape, &t->mag, err);
     }
-    cJSON_Delete(owned);
     if (st != PC_OK) return st;
     if (s->n_targets == 0)
         return pc_fail(err, PC_ERR_USAGE, "lora: target_modules matched no module of this %s model",
@@ -447,24 +452,26 @@ static pc_status lora_config_json(const pc_method *m, cJSON *cfg, pc_error *err)
     /* Duplicate a given pattern, else a fresh {} (duplicating a fresh {} leaked the original). */
     const cJSON *alpha_pattern = cJSON_GetObjectItemCaseSensitive(o, "alpha_pattern");
     const cJSON *rank_pattern = cJSON_GetObjectItemCaseSensitive(o, "rank_pattern");
-    cJSON_AddItemToObject(cfg, "alpha_pattern", alpha_pattern ? cJSON_Duplicate(alpha_pattern, 1) : cJSON_CreateObject());
-    cJSON_AddStringToObject(cfg, "bias", "none");
-    cJSON_AddBoolToObject(cfg, "fan_in_fan_out", m->model->cfg.arch->conv1d);
-    cJSON_AddTrueToObject(cfg, "init_lora_weights");
     const cJSON *layers = cJSON_GetObjectItemCaseSensitive(o, "layers_to_transform");
-    cJSON_AddItemToObject(cfg, "layers_to_transform", layers ? cJSON_Duplicate(layers, 1) : cJSON_CreateNull());
-    cJSON_AddItemToObject(cfg, "layers_pattern", layers ? cJSON_CreateString(m->model->cfg.arch->conv1d ? "h" : "layers") : cJSON_CreateNull());
-    cJSON_AddNumberToObject(cfg, "lora_alpha", s->alpha);
-    cJSON_AddNumberToObject(cfg, "lora_dropout", s->dropout);
-    cJSON_AddNullToObject(cfg, "modules_to_save");
-    cJSON_AddStringToObject(cfg, "peft_type", "LORA");
-    cJSON_AddNumberToObject(cfg, "r", s->r_default);
-    cJSON_AddItemToObject(cfg, "rank_pattern", rank_pattern ? cJSON_Duplicate(rank_pattern, 1) : cJSON_CreateObject());
-    cJSON_AddItemToObject(cfg, "target_modules", cJSON_Duplicate(cJSON_GetObjectItemCaseSensitive(o, "target_modules"), 1));
-    cJSON_AddBoolToObject(cfg, "use_dora", s->use_dora);
-    cJSON_AddBoolToObject(cfg, "use_rslora", s->use_rslora);
-    (void)err;
-    return PC_OK;
+    int failed = 0;
+    pc_json_put(cfg, "alpha_pattern", alpha_pattern ? cJSON_Duplicate(alpha_pattern, 1) : cJSON_CreateObject(), &failed);
+    pc_json_put(cfg, "bias", cJSON_CreateString("none"), &failed);
+    pc_json_put(cfg, "fan_in_fan_out", cJSON_CreateBool(m->model->cfg.arch->conv1d), &failed);
+    pc_json_put(cfg, "init_lora_weights", cJSON_CreateTrue(), &failed);
+    pc_json_put(cfg, "layers_to_transform", layers ? cJSON_Duplicate(layers, 1) : cJSON_CreateNull(), &failed);
+    pc_json_put(cfg, "layers_pattern",
+                layers ? cJSON_CreateString(m->model->cfg.arch->conv1d ? "h" : "layers") : cJSON_CreateNull(), &failed);
+    pc_json_put(cfg, "lora_alpha", cJSON_CreateNumber(s->alpha), &failed);
+    pc_json_put(cfg, "lora_dropout", cJSON_CreateNumber(s->dropout), &failed);
+    pc_json_put(cfg, "modules_to_save", cJSON_CreateNull(), &failed);
+    pc_json_put(cfg, "peft_type", cJSON_CreateString("LORA"), &failed);
+    pc_json_put(cfg, "r", cJSON_CreateNumber(s->r_default), &failed);
+    pc_json_put(cfg, "rank_pattern", rank_pattern ? cJSON_Duplicate(rank_pattern, 1) : cJSON_CreateObject(), &failed);
+    pc_json_put(cfg, "target_modules", cJSON_Duplicate(cJSON_GetObjectItemCaseSensitive(o, "target_modules"), 1),
+                &failed);
+    pc_json_put(cfg, "use_dora", cJSON_CreateBool(s->use_dora), &failed);
+    pc_json_put(cfg, "use_rslora", cJSON_CreateBool(s->use_rslora), &failed);
+    return pc_json_built(failed, "adapter_config.json", err);
 }
 
 /* DoRA merge of one target, row by row: W ← W + weight·((g−1)⊙(W+Δ) + Δ), g = m/‖W+Δ‖ (weight 1 gives

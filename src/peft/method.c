@@ -132,28 +132,39 @@ pc_status pc_method_load(pc_method **out, pc_model *model, const char *dir, pc_e
     return PC_OK;
 }
 
+/* Adds key = item unless the method's config_json already wrote key (item is deleted then). */
+static void put_default(cJSON *cfg, const char *key, cJSON *item, int *failed) {
+    if (cJSON_GetObjectItemCaseSensitive(cfg, key)) cJSON_Delete(item);
+    else pc_json_put(cfg, key, item, failed);
+}
+
 static pc_status write_config(const pc_method *m, const char *path, pc_error *err) {
-    cJSON *cfg = cJSON_CreateObject();
-    if (!cfg) return pc_fail(err, PC_ERR_NOMEM, "out of memory");
+    cJSON *cfg = cJSON_CreateObject(), *sorted = cJSON_CreateObject();
+    if (!cfg || !sorted) {
+        cJSON_Delete(cfg);
+        cJSON_Delete(sorted);
+        return pc_fail(err, PC_ERR_NOMEM, "%s: out of memory building the JSON", path);
+    }
     pc_status st = m->ops->config_json ? m->ops->config_json(m, cfg, err) : PC_OK;
     if (st == PC_OK) {
-        if (!cJSON_GetObjectItemCaseSensitive(cfg, "base_model_name_or_path"))
-            cJSON_AddStringToObject(cfg, "base_model_name_or_path", m->model->dir ? m->model->dir : "");
-        if (!cJSON_GetObjectItemCaseSensitive(cfg, "inference_mode")) cJSON_AddTrueToObject(cfg, "inference_mode");
-        if (!cJSON_GetObjectItemCaseSensitive(cfg, "peft_type")) cJSON_AddStringToObject(cfg, "peft_type", m->ops->peft_type);
-        if (!cJSON_GetObjectItemCaseSensitive(cfg, "task_type")) cJSON_AddStringToObject(cfg, "task_type", "CAUSAL_LM");
-        if (!cJSON_GetObjectItemCaseSensitive(cfg, "revision")) cJSON_AddNullToObject(cfg, "revision");
-        /* PEFT writes keys sorted; so do we, so files diff cleanly against PEFT's. */
-        cJSON *sorted = cJSON_CreateObject();
+        int failed = 0;
+        put_default(cfg, "base_model_name_or_path", cJSON_CreateString(m->model->dir ? m->model->dir : ""), &failed);
+        put_default(cfg, "inference_mode", cJSON_CreateTrue(), &failed);
+        put_default(cfg, "peft_type", cJSON_CreateString(m->ops->peft_type), &failed);
+        put_default(cfg, "task_type", cJSON_CreateString("CAUSAL_LM"), &failed);
+        put_default(cfg, "revision", cJSON_CreateNull(), &failed);
+        /* PEFT writes keys sorted; so do we, so files diff cleanly against PEFT's. A detached member keeps its
+         * key, so appending it to another object moves it without allocating. */
         while (cfg->child) {
             cJSON *best = cfg->child;
             for (cJSON *it = cfg->child; it; it = it->next)
                 if (strcmp(it->string, best->string) < 0) best = it;
-            cJSON_AddItemToObject(sorted, best->string, cJSON_DetachItemViaPointer(cfg, best));
+            cJSON_AddItemToArray(sorted, cJSON_DetachItemViaPointer(cfg, best));
         }
-        st = pc_json_write_atomic(sorted, path, err);
-        cJSON_Delete(sorted);
+        st = pc_json_built(failed, path, err);
+        if (st == PC_OK) st = pc_json_write_atomic(sorted, path, err);
     }
+    cJSON_Delete(sorted);
     cJSON_Delete(cfg);
     return st;
 }

@@ -20,6 +20,7 @@
 #include <string.h>
 
 #include "core/alloc.h"
+#include "io/json.h"
 #include "peft/method.h"
 
 typedef struct prefix_state {
@@ -192,18 +193,18 @@ static void prefix_backward(void *owner, pc_site *site) {
 
 static pc_status prefix_config_json(const pc_method *m, cJSON *cfg, pc_error *err) {
     const prefix_state *s = m->impl;
-    cJSON_AddNullToObject(cfg, "auto_mapping");
-    cJSON_AddNumberToObject(cfg, "encoder_hidden_size", s->hidden);
-    cJSON_AddNullToObject(cfg, "init_weights");
-    cJSON_AddNullToObject(cfg, "modules_to_save");
-    cJSON_AddNumberToObject(cfg, "num_attention_heads", s->KVH); /* PEFT's GQA rewrite: the kv heads */
-    cJSON_AddNumberToObject(cfg, "num_layers", s->L);
-    cJSON_AddNumberToObject(cfg, "num_transformer_submodules", 1);
-    cJSON_AddNumberToObject(cfg, "num_virtual_tokens", s->n);
-    cJSON_AddBoolToObject(cfg, "prefix_projection", s->saved_projection);
-    cJSON_AddNumberToObject(cfg, "token_dim", s->kvd);
-    (void)err;
-    return PC_OK;
+    int failed = 0;
+    pc_json_put(cfg, "auto_mapping", cJSON_CreateNull(), &failed);
+    pc_json_put(cfg, "encoder_hidden_size", cJSON_CreateNumber(s->hidden), &failed);
+    pc_json_put(cfg, "init_weights", cJSON_CreateNull(), &failed);
+    pc_json_put(cfg, "modules_to_save", cJSON_CreateNull(), &failed);
+    pc_json_put(cfg, "num_attention_heads", cJSON_CreateNumber(s->KVH), &failed); /* PEFT's GQA rewrite: kv heads */
+    pc_json_put(cfg, "num_layers", cJSON_CreateNumber(s->L), &failed);
+    pc_json_put(cfg, "num_transformer_submodules", cJSON_CreateNumber(1), &failed);
+    pc_json_put(cfg, "num_virtual_tokens", cJSON_CreateNumber(s->n), &failed);
+    pc_json_put(cfg, "prefix_projection", cJSON_CreateBool(s->saved_projection), &failed);
+    pc_json_put(cfg, "token_dim", cJSON_CreateNumber(s->kvd), &failed);
+    return pc_json_built(failed, "adapter_config.json", err);
 }
 
 /* The adapter directory of a prefix with projection: the projected table under PEFT's one name, through the

@@ -15,6 +15,7 @@
 #include <strings.h>
 
 #include "core/alloc.h"
+#include "io/json.h"
 #include "peft/method.h"
 #include "tokenizer/tokenizer.h"
 
@@ -166,21 +167,21 @@ static void prompt_backward(void *owner, pc_site *site) {
 static pc_status prompt_config_json(const pc_method *m, cJSON *cfg, pc_error *err) {
     const prompt_state *s = m->impl;
     const pc_model_config *c = &m->model->cfg;
-    cJSON_AddNullToObject(cfg, "auto_mapping");
-    cJSON_AddNullToObject(cfg, "modules_to_save");
-    cJSON_AddNumberToObject(cfg, "num_attention_heads", c->n_heads);
-    cJSON_AddNumberToObject(cfg, "num_layers", c->n_layers);
-    cJSON_AddNumberToObject(cfg, "num_transformer_submodules", 1);
-    cJSON_AddNumberToObject(cfg, "num_virtual_tokens", s->n_virtual);
-    cJSON_AddStringToObject(cfg, "prompt_tuning_init", init_name(s->init));
-    if (s->init_text) cJSON_AddStringToObject(cfg, "prompt_tuning_init_text", s->init_text);
-    else cJSON_AddNullToObject(cfg, "prompt_tuning_init_text");
-    cJSON_AddNumberToObject(cfg, "token_dim", s->C);
-    cJSON_AddNullToObject(cfg, "tokenizer_kwargs");
-    if (s->tokenizer_path) cJSON_AddStringToObject(cfg, "tokenizer_name_or_path", s->tokenizer_path);
-    else cJSON_AddNullToObject(cfg, "tokenizer_name_or_path");
-    (void)err;
-    return PC_OK;
+    int failed = 0;
+    pc_json_put(cfg, "auto_mapping", cJSON_CreateNull(), &failed);
+    pc_json_put(cfg, "modules_to_save", cJSON_CreateNull(), &failed);
+    pc_json_put(cfg, "num_attention_heads", cJSON_CreateNumber(c->n_heads), &failed);
+    pc_json_put(cfg, "num_layers", cJSON_CreateNumber(c->n_layers), &failed);
+    pc_json_put(cfg, "num_transformer_submodules", cJSON_CreateNumber(1), &failed);
+    pc_json_put(cfg, "num_virtual_tokens", cJSON_CreateNumber(s->n_virtual), &failed);
+    pc_json_put(cfg, "prompt_tuning_init", cJSON_CreateString(init_name(s->init)), &failed);
+    pc_json_put(cfg, "prompt_tuning_init_text", s->init_text ? cJSON_CreateString(s->init_text) : cJSON_CreateNull(),
+                &failed);
+    pc_json_put(cfg, "token_dim", cJSON_CreateNumber(s->C), &failed);
+    pc_json_put(cfg, "tokenizer_kwargs", cJSON_CreateNull(), &failed);
+    pc_json_put(cfg, "tokenizer_name_or_path",
+                s->tokenizer_path ? cJSON_CreateString(s->tokenizer_path) : cJSON_CreateNull(), &failed);
+    return pc_json_built(failed, "adapter_config.json", err);
 }
 
 static void prompt_destroy(pc_method *m) {

@@ -12,6 +12,7 @@
 
 #include "core/alloc.h"
 #include "core/fileio.h"
+#include "io/json.h"
 #include "tokenizer/bpe_train.h"
 #include "tokenizer/tok_internal.h"
 
@@ -191,64 +192,77 @@ static pc_status display(const tk_bytes *raw, char *out, size_t cap, pc_error *e
     return PC_OK;
 }
 
-static cJSON *bytelevel_component(int add_prefix_space, int trim_offsets) {
+static cJSON *bytelevel_component(int add_prefix_space, int trim_offsets, int *failed) {
     cJSON *o = cJSON_CreateObject();
-    cJSON_AddStringToObject(o, "type", "ByteLevel");
-    cJSON_AddBoolToObject(o, "add_prefix_space", add_prefix_space);
-    cJSON_AddBoolToObject(o, "trim_offsets", trim_offsets);
-    cJSON_AddBoolToObject(o, "use_regex", 1);
+    pc_json_put(o, "type", cJSON_CreateString("ByteLevel"), failed);
+    pc_json_put(o, "add_prefix_space", cJSON_CreateBool(add_prefix_space), failed);
+    pc_json_put(o, "trim_offsets", cJSON_CreateBool(trim_offsets), failed);
+    pc_json_put(o, "use_regex", cJSON_CreateTrue(), failed);
     return o;
 }
 
-static pc_status write_json(const trainer *t, const pc_bpe_train_options *opt, const int32_t *merges, int n_merges,
-                            const char *out_path, pc_error *err) {
-    cJSON *root = cJSON_CreateObject(), *added = cJSON_CreateArray(), *model = cJSON_CreateObject();
-    cJSON *vocab = cJSON_CreateObject(), *mlist = cJSON_CreateArray();
-    cJSON_AddStringToObject(root, "version", "1.0");
-    cJSON_AddNullToObject(root, "truncation");
-    cJSON_AddNullToObject(root, "padding");
+static cJSON *added_tokens_json(const pc_bpe_train_options *opt, int *failed) {
+    cJSON *added = cJSON_CreateArray();
     for (int i = 0; i < opt->n_special; i++) {
         cJSON *a = cJSON_CreateObject();
-        cJSON_AddNumberToObject(a, "id", i);
-        cJSON_AddStringToObject(a, "content", opt->special_tokens[i]);
-        cJSON_AddBoolToObject(a, "single_word", 0);
-        cJSON_AddBoolToObject(a, "lstrip", 0);
-        cJSON_AddBoolToObject(a, "rstrip", 0);
-        cJSON_AddBoolToObject(a, "normalized", 0);
-        cJSON_AddBoolToObject(a, "special", 1);
-        cJSON_AddItemToArray(added, a);
+        pc_json_put(a, "id", cJSON_CreateNumber(i), failed);
+        pc_json_put(a, "content", cJSON_CreateString(opt->special_tokens[i]), failed);
+        pc_json_put(a, "single_word", cJSON_CreateFalse(), failed);
+        pc_json_put(a, "lstrip", cJSON_CreateFalse(), failed);
+        pc_json_put(a, "rstrip", cJSON_CreateFalse(), failed);
+        pc_json_put(a, "normalized", cJSON_CreateFalse(), failed);
+        pc_json_put(a, "special", cJSON_CreateTrue(), failed);
+        pc_json_append(added, a, failed);
     }
-    cJSON_AddItemToObject(root, "added_tokens", added);
-    cJSON_AddNullToObject(root, "normalizer");
-    cJSON_AddItemToObject(root, "pre_tokenizer", bytelevel_component(0, 1));
-    cJSON_AddItemToObject(root, "post_processor", bytelevel_component(1, 0));
-    cJSON_AddItemToObject(root, "decoder", bytelevel_component(1, 1));
-    cJSON_AddStringToObject(model, "type", "BPE");
-    cJSON_AddNullToObject(model, "dropout");
-    cJSON_AddNullToObject(model, "unk_token");
-    cJSON_AddNullToObject(model, "continuing_subword_prefix");
-    cJSON_AddNullToObject(model, "end_of_word_suffix");
-    cJSON_AddBoolToObject(model, "fuse_unk", 0);
-    cJSON_AddBoolToObject(model, "byte_fallback", 0);
-    cJSON_AddBoolToObject(model, "ignore_merges", 0);
+    return added;
+}
+
+/* The "model" object: BPE settings, vocab (display strings → ids) and the merges as [left, right] pairs. */
+static pc_status bpe_model_json(const trainer *t, const pc_bpe_train_options *opt, const int32_t *merges,
+                                int n_merges, cJSON *model, int *failed, pc_error *err) {
+    pc_json_put(model, "type", cJSON_CreateString("BPE"), failed);
+    static const char *const nulls[] = {"dropout", "unk_token", "continuing_subword_prefix", "end_of_word_suffix"};
+    for (size_t i = 0; i < sizeof nulls / sizeof nulls[0]; i++) pc_json_put(model, nulls[i], cJSON_CreateNull(), failed);
+    pc_json_put(model, "fuse_unk", cJSON_CreateFalse(), failed);
+    pc_json_put(model, "byte_fallback", cJSON_CreateFalse(), failed);
+    pc_json_put(model, "ignore_merges", cJSON_CreateFalse(), failed);
+    cJSON *vocab = cJSON_CreateObject(), *mlist = cJSON_CreateArray();
     char name[4096], left[4096], right[4096];
     pc_status st = PC_OK;
-    for (int i = 0; st == PC_OK && i < opt->n_special; i++) cJSON_AddNumberToObject(vocab, opt->special_tokens[i], i);
+    for (int i = 0; i < opt->n_special; i++) pc_json_put(vocab, opt->special_tokens[i], cJSON_CreateNumber(i), failed);
     for (int32_t id = opt->n_special; st == PC_OK && id < t->n_tokens; id++) {
         st = display(&t->tokens[id], name, sizeof name, err);
-        if (st == PC_OK) cJSON_AddNumberToObject(vocab, name, id);
+        if (st == PC_OK) pc_json_put(vocab, name, cJSON_CreateNumber(id), failed);
     }
     for (int m = 0; st == PC_OK && m < n_merges; m++) {
         st = display(&t->tokens[merges[2 * m]], left, sizeof left, err);
         if (st == PC_OK) st = display(&t->tokens[merges[2 * m + 1]], right, sizeof right, err);
+        if (st != PC_OK) break;
         cJSON *pair = cJSON_CreateArray();
-        cJSON_AddItemToArray(pair, cJSON_CreateString(left));
-        cJSON_AddItemToArray(pair, cJSON_CreateString(right));
-        cJSON_AddItemToArray(mlist, pair);
+        pc_json_append(pair, cJSON_CreateString(left), failed);
+        pc_json_append(pair, cJSON_CreateString(right), failed);
+        pc_json_append(mlist, pair, failed);
     }
-    cJSON_AddItemToObject(model, "vocab", vocab);
-    cJSON_AddItemToObject(model, "merges", mlist);
-    cJSON_AddItemToObject(root, "model", model);
+    pc_json_put(model, "vocab", vocab, failed);
+    pc_json_put(model, "merges", mlist, failed);
+    return st;
+}
+
+static pc_status write_json(const trainer *t, const pc_bpe_train_options *opt, const int32_t *merges, int n_merges,
+                            const char *out_path, pc_error *err) {
+    int failed = 0;
+    cJSON *root = cJSON_CreateObject(), *model = cJSON_CreateObject();
+    pc_json_put(root, "version", cJSON_CreateString("1.0"), &failed);
+    pc_json_put(root, "truncation", cJSON_CreateNull(), &failed);
+    pc_json_put(root, "padding", cJSON_CreateNull(), &failed);
+    pc_json_put(root, "added_tokens", added_tokens_json(opt, &failed), &failed);
+    pc_json_put(root, "normalizer", cJSON_CreateNull(), &failed);
+    pc_json_put(root, "pre_tokenizer", bytelevel_component(0, 1, &failed), &failed);
+    pc_json_put(root, "post_processor", bytelevel_component(1, 0, &failed), &failed);
+    pc_json_put(root, "decoder", bytelevel_component(1, 1, &failed), &failed);
+    pc_status st = bpe_model_json(t, opt, merges, n_merges, model, &failed, err);
+    pc_json_put(root, "model", model, &failed);
+    if (st == PC_OK) st = pc_json_built(failed, out_path, err);
     char *text = st == PC_OK ? cJSON_Print(root) : NULL;
     cJSON_Delete(root);
     if (st != PC_OK) return st;

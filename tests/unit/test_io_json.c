@@ -1,5 +1,7 @@
 /* JSON helpers: syntax errors at hand-counted line:column positions, typed getters (required, optional,
- * null, wrong type, out of range), atomic write and read back. */
+ * null, wrong type, out of range), atomic write and read back, and running out of memory: cJSON allocates
+ * through the library's allocator, so a parse that runs out is PC_ERR_NOMEM, never a syntax error, and a
+ * builder that loses a member knows it. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -123,6 +125,46 @@ static void test_write_read(void) {
     cJSON_Delete(root);
 }
 
+/* Every allocation of a load, failing in turn: out of memory each time (with the file's name), never a syntax
+ * error; more failure points than the file has values, so cJSON's own allocations are among them. */
+static void test_out_of_memory_load(void) {
+    const char *path = write_text("oom.json", "{\"a\": [1, 2, {\"b\": \"text\"}], \"c\": null, \"d\": true}");
+    long n;
+    int clean = 1;
+    cJSON *root = NULL;
+    for (n = 0; n < 1000; n++) {
+        pc_error err = {0};
+        pc_alloc_fail_after(n);
+        pc_status s = pc_json_load(&root, path, &err);
+        pc_alloc_fail_after(-1);
+        if (s == PC_OK) break;
+        if (s != PC_ERR_NOMEM || root || !strstr(err.msg, path) || !strstr(err.msg, "out of memory"))
+            clean = 0, CHECK(0, "allocation %ld failing: status %d, message '%s'", n, s, err.msg);
+    }
+    CHECK(clean && root && n >= 9, "load: %ld failure points (9 values and 5 keys), each out of memory", n);
+    cJSON_Delete(root);
+}
+
+/* pc_json_put / pc_json_append count every member they could not add and free what they were given. */
+static void test_out_of_memory_build(void) {
+    cJSON *obj = cJSON_CreateObject(), *arr = cJSON_CreateArray();
+    int failed = 0;
+    pc_json_put(obj, "a", cJSON_CreateNumber(1), &failed);
+    pc_json_put(obj, "missing", NULL, &failed); /* a create that failed */
+    pc_json_append(arr, NULL, &failed);
+    CHECK(failed == 2 && cJSON_GetArraySize(obj) == 1 && cJSON_GetArraySize(arr) == 0, "NULL items counted (%d)", failed);
+    cJSON *item = cJSON_CreateString("x");
+    pc_alloc_fail_after(0); /* the key's copy fails: the item must be freed (LeakSanitizer) */
+    pc_json_put(obj, "key", item, &failed);
+    pc_alloc_fail_after(-1);
+    CHECK(failed == 3 && !cJSON_GetObjectItemCaseSensitive(obj, "key"), "failed key copy counted");
+    pc_error err = {0};
+    CHECK(pc_json_built(failed, "cfg.json", &err) == PC_ERR_NOMEM && strstr(err.msg, "cfg.json"), "built: %s", err.msg);
+    CHECK(pc_json_built(0, "cfg.json", &err) == PC_OK, "built: no failure");
+    cJSON_Delete(obj);
+    cJSON_Delete(arr);
+}
+
 int main(void) {
     if (!mkdtemp(tmp_dir)) {
         test_fail_setup("mkdtemp");
@@ -131,6 +173,8 @@ int main(void) {
     test_syntax_errors();
     test_getters();
     test_write_read();
+    test_out_of_memory_load();
+    test_out_of_memory_build();
     pc_remove_tree(tmp_dir);
     return test_finish();
 }

@@ -64,22 +64,22 @@ pc_status cli_load_adapters(cli_session *s, const cli_args *a, pc_error *err) {
 }
 
 /* "a,b,c" → ["a","b","c"]; a value with regex characters stays a string (PEFT: a string is a full-match regex). */
-static cJSON *list_or_regex(const char *v) {
+static cJSON *list_or_regex(const char *v, int *failed) {
     if (strcmp(v, "all-linear") == 0 || strpbrk(v, "*()[]|^$\\+?")) return cJSON_CreateString(v);
     cJSON *arr = cJSON_CreateArray();
     char buf[2048];
     snprintf(buf, sizeof buf, "%s", v);
     for (char *save = NULL, *t = strtok_r(buf, ",", &save); t; t = strtok_r(NULL, ",", &save))
-        cJSON_AddItemToArray(arr, cJSON_CreateString(t));
+        pc_json_append(arr, cJSON_CreateString(t), failed);
     return arr;
 }
 
-static cJSON *int_list(const char *v) {
+static cJSON *int_list(const char *v, int *failed) {
     cJSON *arr = cJSON_CreateArray();
     char buf[1024];
     snprintf(buf, sizeof buf, "%s", v);
     for (char *save = NULL, *t = strtok_r(buf, ",", &save); t; t = strtok_r(NULL, ",", &save))
-        cJSON_AddItemToArray(arr, cJSON_CreateNumber(atoi(t)));
+        pc_json_append(arr, cJSON_CreateNumber(atoi(t)), failed);
     return arr;
 }
 
@@ -106,11 +106,12 @@ pc_status cli_method_options(const cli_args *a, cJSON **out, pc_error *err) {
             cJSON_Delete(o);
             return pc_fail(err, PC_ERR_FORMAT, "%s: not a JSON object", file);
         }
-    } else {
-        o = cJSON_CreateObject();
+    } else if (!(o = cJSON_CreateObject())) {
+        return pc_fail(err, PC_ERR_NOMEM, "out of memory");
     }
+    int failed = 0;
     /* CLI defaults that differ from PEFT's dataclass defaults (CLI.md: --lora-alpha [16]). */
-    if (!cJSON_GetObjectItemCaseSensitive(o, "lora_alpha")) cJSON_AddNumberToObject(o, "lora_alpha", 16);
+    if (!cJSON_GetObjectItemCaseSensitive(o, "lora_alpha")) pc_json_put(o, "lora_alpha", cJSON_CreateNumber(16), &failed);
     for (size_t i = 0; i < sizeof option_map / sizeof option_map[0]; i++) {
         const char *v = cli_get(a, option_map[i].flag);
         if (!v) continue;
@@ -127,11 +128,16 @@ pc_status cli_method_options(const cli_args *a, cJSON **out, pc_error *err) {
             break;
         case 'b': item = cJSON_CreateTrue(); break;
         case 's': item = cJSON_CreateString(v); break;
-        case 'l': item = list_or_regex(v); break;
-        default: item = int_list(v); break;
+        case 'l': item = list_or_regex(v, &failed); break;
+        default: item = int_list(v, &failed); break;
         }
         cJSON_DeleteItemFromObjectCaseSensitive(o, option_map[i].key);
-        cJSON_AddItemToObject(o, option_map[i].key, item);
+        pc_json_put(o, option_map[i].key, item, &failed);
+    }
+    pc_status st = pc_json_built(failed, "method options", err);
+    if (st != PC_OK) {
+        cJSON_Delete(o);
+        return st;
     }
     *out = o;
     return PC_OK;
@@ -158,7 +164,7 @@ void cli_print_json(cJSON *obj) {
         fflush(stderr);
         printf("%s\n", text);
         fflush(stdout);
-        free(text);
+        cJSON_free(text);
     }
 }
 
