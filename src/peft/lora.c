@@ -16,6 +16,7 @@
 
 #include "core/alloc.h"
 #include "io/json.h"
+#include "kernels/dora.h"
 #include "kernels/dropout.h"
 #include "kernels/lowrank.h"
 #include "peft/method.h"
@@ -29,12 +30,10 @@ typedef struct lora_target {
     float *x_drop;          /* [N,in] dropped input (NULL without dropout) */
     uint8_t *keep;          /* [N,in] the dropout mask of this step, for backward (NULL without dropout) */
     float *d_xa;            /* [N,r] */
-    float *lora_out;        /* DoRA: [N,out] s·B·A·drop(x) */
-    float *base_out;        /* DoRA: [N,out] W·drop(x) */
+    float *adapted_out;     /* DoRA: [N,out] (W + s·B·A)·drop(x), the product before the gain, for dm */
     float *norm;            /* DoRA: [out] ‖W + s·B·A‖ of this step */
     float *gain;            /* DoRA: [out] g = m / norm of this step */
     int gain_reusable;      /* DoRA: norm and gain hold this target's values (not a twin's) since the plan */
-    float *tmp_out;         /* DoRA: [N,out] scratch */
     float *merged_g;        /* DoRA: [out] m/‖W+s·B·A‖ of the last merge, which unmerge must divide out */
 } lora_target;
 
@@ -50,6 +49,8 @@ typedef struct lora_state {
     float *arena;           /* one owner for all per-step buffers */
     lowrank_scratch scratch; /* in the arena: the low-rank kernels' working memory, shared by the targets */
     float *dora_rows;       /* in the arena: DoRA's [threads, max in] rows of W + s·B·A, shared by the targets */
+    float *dora_scratch;    /* in the arena: DoRA's [N, max out], shared by the targets (one hook runs at a time):
+                             * the LoRA branch's output in forward, a scaled output gradient in backward */
 } lora_state;
 
 static float lora_scale(double alpha, int r, int rslora) { return (float)(rslora ? alpha / sqrt((double)r) : alpha / r); }
@@ -133,33 +134,11 @@ static pc_status lora_attach(pc_method *m, const cJSON *opt, pc_error *err) {
     return PC_OK;
 }
 
-/* Row norms of W + s·B·A (W in the compute dtype), into norm[out]: each row is built in rows[thread·in …]
- * (W's row, then s·B[o,k]·A[k,:] added for every k) and summed in fp32 as PyTorch does, so no [out,in]
- * matrix is ever stored. rows holds `threads` rows of `in` floats. */
+/* DoRA's row norms ‖W + s·B·A‖ of one target, with the threads' row buffers in rows. */
 static void dora_weight_norm(const lora_target *t, const pc_method *m, float *rows, int threads, float *norm) {
     const pc_linear *lin = t->lin;
-    const float *A = pc_params_data(&m->params, t->a), *B = pc_params_data(&m->params, t->b);
-    const pc_tensor *W = &lin->weight->t;
-    int in = lin->in, r = t->r;
-    float s = t->scale;
-#pragma omp parallel num_threads(threads)
-    {
-        float *row = rows + (size_t)omp_get_thread_num() * (size_t)in;
-#pragma omp for schedule(static)
-        for (int o = 0; o < lin->out; o++) {
-            pc_convert_to_f32(row, (const char *)W->data + (size_t)o * in * pc_dtype_size(W->dtype), W->dtype, (size_t)in);
-            for (int k = 0; k < r; k++) {
-                float c = s * B[(size_t)o * r + k];
-                const float *a = A + (size_t)k * in;
-#pragma omp simd
-                for (int i = 0; i < in; i++) row[i] += c * a[i];
-            }
-            float sum = 0.0f;
-#pragma omp simd reduction(+ : sum)
-            for (int i = 0; i < in; i++) sum += row[i] * row[i];
-            norm[o] = sqrtf(sum);
-        }
-    }
+    dora_row_norms(norm, lin->weight->t.data, lin->weight->t.dtype, pc_params_data(&m->params, t->a),
+                   pc_params_data(&m->params, t->b), t->scale, lin->out, lin->in, t->r, rows, threads);
 }
 
 static pc_status lora_init(pc_method *m, pc_rng *rng, pc_error *err) {
@@ -198,9 +177,7 @@ static void share_buffers(lora_target *t, const lora_target *twin) {
     t->d_xa = twin->d_xa;
     t->x_drop = twin->x_drop;
     t->keep = twin->keep;
-    t->lora_out = twin->lora_out;
-    t->base_out = twin->base_out;
-    t->tmp_out = twin->tmp_out;
+    t->adapted_out = twin->adapted_out;
     t->norm = twin->norm;
     t->gain = twin->gain;
 }
@@ -212,13 +189,15 @@ static pc_status lora_plan(pc_method *m, int B, int T, pc_error *err) {
     if (s->arena && s->plan_N >= N && s->plan_threads >= threads && s->plan_shared == shared) return PC_OK;
     pc_free(s->arena);
     s->arena = NULL;
-    size_t total = 0, scratch = 0, dora_rows = 0;
+    size_t total = 0, scratch = 0, dora_rows = 0, dora_scratch = 0;
     for (int i = 0; i < s->n_targets; i++) {
         const pc_linear *lin = s->targets[i].lin;
         size_t need = lowrank_scratch_floats(lin->in, lin->out, s->targets[i].r, threads);
         scratch = need > scratch ? need : scratch;
         if (s->targets[i].mag >= 0 && (size_t)threads * (size_t)lin->in > dora_rows)
             dora_rows = (size_t)threads * (size_t)lin->in;
+        if (s->targets[i].mag >= 0 && (size_t)N * (size_t)lin->out > dora_scratch)
+            dora_scratch = (size_t)N * (size_t)lin->out;
     }
     for (int pass = 0; pass < 2; pass++) {
         size_t off = 0;
@@ -244,9 +223,7 @@ static pc_status lora_plan(pc_method *m, int B, int T, pc_error *err) {
                 off += ((n * in + 3) / 4 + 15) & ~(size_t)15;
             }
             if (t->mag >= 0) {
-                CARVE(lora_out, n * out);
-                CARVE(base_out, n * out);
-                CARVE(tmp_out, n * out);
+                CARVE(adapted_out, n * out);
                 CARVE(norm, out);
                 CARVE(gain, out);
             }
@@ -255,7 +232,9 @@ static pc_status lora_plan(pc_method *m, int B, int T, pc_error *err) {
         if (pass) s->scratch = (lowrank_scratch){s->arena + off, threads, LOWRANK_ISA_AUTO};
         off += scratch;
         if (pass) s->dora_rows = s->arena + off;
-        off += dora_rows;
+        off += (dora_rows + 15) & ~(size_t)15;
+        if (pass) s->dora_scratch = s->arena + off;
+        off += dora_scratch;
         total = off;
         if (!pass) {
             s->arena = pc_malloc(sizeof(float) * (total ? total : 1));
@@ -288,13 +267,13 @@ static int first_output_hook(const lora_target *t) {
     return 1;
 }
 
-/* DoRA's base_out = W·drop(x). Without dropout, and when no earlier hook changed out, it is out − b: no
+/* DoRA's base output W·drop(x), into adapted_out. Without dropout, and when no earlier hook changed out, it is out − b: no
  * second product. With dropout (or behind another method) it is a product of its own, as PEFT computes
  * F.linear(dropout(x), W) when dropout is active. */
 static void dora_base_output(lora_target *t, const pc_method *m, const pc_site *site, const float *x) {
     const pc_linear *lin = t->lin;
     if (x != site->in || !first_output_hook(t)) {
-        pc_linear_forward(m->model->mm, t->base_out, x, &lin->weight->t, NULL, site->N, lin->in, lin->out, 0);
+        pc_linear_forward(m->model->mm, t->adapted_out, x, &lin->weight->t, NULL, site->N, lin->in, lin->out, 0);
         return;
     }
     const float *bias = lin->bias ? lin->bias->t.data : NULL;
@@ -302,23 +281,11 @@ static void dora_base_output(lora_target *t, const pc_method *m, const pc_site *
 #pragma omp parallel for schedule(static)
     for (int n = 0; n < site->N; n++) {
         const float *y = site->out + (size_t)n * out;
-        float *base = t->base_out + (size_t)n * out;
+        float *base = t->adapted_out + (size_t)n * out;
         if (bias)
             for (int o = 0; o < out; o++) base[o] = y[o] - bias[o];
         else
             memcpy(base, y, sizeof(float) * (size_t)out);
-    }
-}
-
-/* out += (g − 1)⊙base + g⊙lora, row by row. */
-static void dora_combine(const lora_target *t, float *y_all, int N) {
-    int out = t->lin->out;
-    const float *g = t->gain;
-#pragma omp parallel for schedule(static)
-    for (int n = 0; n < N; n++) {
-        float *y = y_all + (size_t)n * out;
-        const float *base = t->base_out + (size_t)n * out, *lora = t->lora_out + (size_t)n * out;
-        for (int o = 0; o < out; o++) y[o] += (g[o] - 1.0f) * base[o] + g[o] * lora[o];
     }
 }
 
@@ -345,39 +312,10 @@ static void lora_forward(void *owner, pc_site *site) {
         for (int o = 0; o < lin->out; o++) t->gain[o] = mag[o] / t->norm[o];
         t->gain_reusable = !s->plan_shared;
     }
-    lowrank_forward(t->lora_out, t->xa, x, A, Bm, &shape, 0, &s->scratch); /* lora_out = s·xa·Bᵀ */
+    float *lora_out = s->dora_scratch;
+    lowrank_forward(lora_out, t->xa, x, A, Bm, &shape, 0, &s->scratch); /* lora_out = s·xa·Bᵀ */
     dora_base_output(t, m, site, x);
-    dora_combine(t, site->out, N);
-}
-
-/* DoRA's magnitude gradient dm = Σ_n dy⊙(base + lora)/norm (the norm is a constant, as in PEFT): each thread
- * sums a block of columns over every row, in double as the rows can be many. */
-enum { DORA_COLUMN_BLOCK = 64 };
-static void dora_magnitude_backward(const lora_target *t, float *dmag, const float *dy, int N) {
-    int out = t->lin->out, blocks = (out + DORA_COLUMN_BLOCK - 1) / DORA_COLUMN_BLOCK;
-#pragma omp parallel for schedule(static)
-    for (int b = 0; b < blocks; b++) {
-        int o0 = b * DORA_COLUMN_BLOCK, width = out - o0 < DORA_COLUMN_BLOCK ? out - o0 : DORA_COLUMN_BLOCK;
-        double acc[DORA_COLUMN_BLOCK] = {0};
-        for (int n = 0; n < N; n++) {
-            size_t row = (size_t)n * out + o0;
-            const float *d = dy + row, *base = t->base_out + row, *lora = t->lora_out + row;
-            for (int j = 0; j < width; j++) acc[j] += (double)d[j] * (double)(base[j] + lora[j]);
-        }
-        for (int j = 0; j < width; j++) dmag[o0 + j] += (float)(acc[j] / t->norm[o0 + j]);
-    }
-}
-
-/* dst = (g − shift)⊙dy (dst may be dy): g⊙dy feeds the LoRA branch, (g − 1)⊙dy the base path. */
-static void dora_scale_rows(const lora_target *t, const float *dy_all, float *dst, float shift, int N) {
-    int out = t->lin->out;
-    const float *g = t->gain;
-#pragma omp parallel for schedule(static)
-    for (int n = 0; n < N; n++) {
-        const float *dy = dy_all + (size_t)n * out;
-        float *scaled = dst + (size_t)n * out;
-        for (int o = 0; o < out; o++) scaled[o] = (g[o] - shift) * dy[o];
-    }
+    dora_combine_forward(site->out, t->adapted_out, lora_out, t->gain, N, lin->out); /* adapted_out += lora_out */
 }
 
 /* The input gradient of W·x + b + (g−1)⊙(W·x) is Wᵀ·(g⊙dy): when the model's own product reads the same x
@@ -393,14 +331,16 @@ static int dora_folds_into_product(const lora_target *t, int dropped) {
  * through the mask; x_drop, no longer needed once the LoRA branch's backward has run, holds it meanwhile. */
 static void dora_base_backward(lora_target *t, const pc_method *m, const pc_site *site, int dropped, float p) {
     const pc_linear *lin = t->lin;
-    dora_scale_rows(t, site->d_out, t->tmp_out, 1.0f, site->N);
+    const lora_state *s = m->impl;
+    float *scaled = s->dora_scratch;
+    dora_scale_rows(scaled, site->d_out, t->gain, 1.0f, site->N, lin->out);
     if (!dropped) {
-        pc_linear_backward_input(m->model->mm, site->d_in, t->tmp_out, &lin->weight->t, site->N, lin->in, lin->out);
+        pc_linear_backward_input(m->model->mm, site->d_in, scaled, &lin->weight->t, site->N, lin->in, lin->out);
         return;
     }
     size_t count = (size_t)site->N * (size_t)lin->in;
     memset(t->x_drop, 0, sizeof(float) * count);
-    pc_linear_backward_input(m->model->mm, t->x_drop, t->tmp_out, &lin->weight->t, site->N, lin->in, lin->out);
+    pc_linear_backward_input(m->model->mm, t->x_drop, scaled, &lin->weight->t, site->N, lin->in, lin->out);
     dropout_backward(site->d_in, t->x_drop, t->keep, count, p, 1);
 }
 
@@ -417,10 +357,11 @@ static void lora_backward(void *owner, pc_site *site) {
     const float *dy = site->d_out;
     int fold = 0;
     if (t->mag >= 0) { /* DoRA: the LoRA branch sees g⊙dy */
-        dora_magnitude_backward(t, pc_params_grad(&m->params, t->mag), dy, N);
+        /* dm = Σ_n dy⊙(base + lora)/norm (the norm is a constant, as in PEFT) */
+        dora_magnitude_backward(pc_params_grad(&m->params, t->mag), dy, t->adapted_out, t->norm, N, lin->out);
         fold = dora_folds_into_product(t, dropped);
-        float *scaled = fold ? site->d_out : t->tmp_out;
-        dora_scale_rows(t, dy, scaled, 0.0f, N);
+        float *scaled = fold ? site->d_out : s->dora_scratch;
+        dora_scale_rows(scaled, dy, t->gain, 0.0f, N, lin->out);
         dy = scaled;
     }
     /* dB += s·dyᵀ·xa ; d_xa = s·dy·B ; dA += d_xaᵀ·x ; d_in += d_xa·A, with dropout through the mask forward
