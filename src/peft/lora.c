@@ -103,9 +103,7 @@ static pc_status lora_attach(pc_method *m, const cJSON *opt, pc_error *err) {
     const cJSON *alpha_pattern = opt ? cJSON_GetObjectItemCaseSensitive(opt, "alpha_pattern") : NULL;
     int n_lin = pc_model_linear_count(m->model);
     s->targets = pc_calloc((size_t)n_lin, sizeof *s->targets);
-    if (!s->targets) {
-        return pc_fail(err, PC_ERR_NOMEM, "out of memory");
-    }
+    if (!s->targets) return pc_fail(err, PC_ERR_NOMEM, "out of memory");
     pc_status st = PC_OK;
     for (int i = 0; i < n_lin && st == PC_OK; i++) {
         pc_linear *lin = pc_model_linear_at(m->model, i);
@@ -267,9 +265,9 @@ static int first_output_hook(const lora_target *t) {
     return 1;
 }
 
-/* DoRA's base output W·drop(x), into adapted_out. Without dropout, and when no earlier hook changed out, it is out − b: no
- * second product. With dropout (or behind another method) it is a product of its own, as PEFT computes
- * F.linear(dropout(x), W) when dropout is active. */
+/* DoRA's base output W·drop(x), into adapted_out. Without dropout, and when no earlier hook changed out, it
+ * is out − b: no second product. With dropout (or behind another method) it is a product of its own, as PEFT
+ * computes F.linear(dropout(x), W) when dropout is active. */
 static void dora_base_output(lora_target *t, const pc_method *m, const pc_site *site, const float *x) {
     const pc_linear *lin = t->lin;
     if (x != site->in || !first_output_hook(t)) {
