@@ -43,6 +43,21 @@ void pc_json_append(cJSON *array, cJSON *item, int *failed) {
     (*failed)++;
 }
 
+cJSON *pc_json_csv_array(const char *csv) {
+    char *copy = pc_strdup(csv);
+    cJSON *list = cJSON_CreateArray();
+    int failed = !copy || !list;
+    if (!failed)
+        for (char *save = NULL, *item = strtok_r(copy, ",", &save); item; item = strtok_r(NULL, ",", &save))
+            pc_json_append(list, cJSON_CreateString(item), &failed);
+    pc_free(copy);
+    if (failed) {
+        cJSON_Delete(list);
+        return NULL;
+    }
+    return list;
+}
+
 pc_status pc_json_built(int failed, const char *what, pc_error *err) {
     return failed ? pc_fail(err, PC_ERR_NOMEM, "%s: out of memory building the JSON", what) : PC_OK;
 }

@@ -30,6 +30,9 @@ pc_status pc_json_string(const cJSON *obj, const char *key, int required, const 
  * *failed, so a builder checks once, at the end, with pc_json_built. */
 void pc_json_put(cJSON *object, const char *key, cJSON *item, int *failed);
 void pc_json_append(cJSON *array, cJSON *item, int *failed);
+/* The strings of a comma-separated list ("q_proj,v_proj") as a JSON array; NULL when out of memory, never a
+ * shorter list. Empty items are skipped. */
+cJSON *pc_json_csv_array(const char *csv);
 /* PC_OK, or PC_ERR_NOMEM naming what was being built when failed > 0. */
 pc_status pc_json_built(int failed, const char *what, pc_error *err);
 /* Write a cJSON tree atomically, pretty-printed with keys as given. */

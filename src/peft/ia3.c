@@ -39,21 +39,6 @@ static const struct {
     {"gpt2", "c_attn,mlp.c_proj", "mlp.c_proj"},
 };
 
-/* The array of a comma-separated list, or NULL when out of memory (never a shorter list). */
-static cJSON *list_from_csv(const char *csv) {
-    cJSON *a = cJSON_CreateArray();
-    char buf[256];
-    snprintf(buf, sizeof buf, "%s", csv);
-    int failed = 0;
-    for (char *save = NULL, *t = strtok_r(buf, ",", &save); t; t = strtok_r(NULL, ",", &save))
-        pc_json_append(a, cJSON_CreateString(t), &failed);
-    if (failed) {
-        cJSON_Delete(a);
-        return NULL;
-    }
-    return a;
-}
-
 static pc_status resolve_lists(pc_method *m, ia3_state *s, const cJSON *opt, pc_error *err) {
     const cJSON *t = opt ? cJSON_GetObjectItemCaseSensitive(opt, "target_modules") : NULL;
     const cJSON *f = opt ? cJSON_GetObjectItemCaseSensitive(opt, "feedforward_modules") : NULL;
@@ -63,10 +48,10 @@ static pc_status resolve_lists(pc_method *m, ia3_state *s, const cJSON *opt, pc_
         if (!strcmp(ia3_defaults[i].model_type, type)) known = (int)i;
     if ((!t || cJSON_IsNull(t)) && known < 0)
         return pc_fail(err, PC_ERR_USAGE, "ia3: no default target_modules for model type '%s'; give --target-modules", type);
-    s->target_modules = t && !cJSON_IsNull(t) ? cJSON_Duplicate(t, 1) : list_from_csv(ia3_defaults[known].targets);
+    s->target_modules = t && !cJSON_IsNull(t) ? cJSON_Duplicate(t, 1) : pc_json_csv_array(ia3_defaults[known].targets);
     /* PEFT: feed-forward modules default per architecture only when the targets are the defaults too. */
     if (f && !cJSON_IsNull(f)) s->feedforward_modules = cJSON_Duplicate(f, 1);
-    else if (!t || cJSON_IsNull(t)) s->feedforward_modules = list_from_csv(ia3_defaults[known].feedforward);
+    else if (!t || cJSON_IsNull(t)) s->feedforward_modules = pc_json_csv_array(ia3_defaults[known].feedforward);
     else s->feedforward_modules = cJSON_CreateArray();
     if (!s->target_modules || !s->feedforward_modules) return pc_fail(err, PC_ERR_NOMEM, "out of memory");
     return PC_OK;

@@ -55,21 +55,6 @@ typedef struct lora_state {
 
 static float lora_scale(double alpha, int r, int rslora) { return (float)(rslora ? alpha / sqrt((double)r) : alpha / r); }
 
-/* The architecture's default target list as a JSON array; NULL when out of memory (never a shorter list). */
-static cJSON *default_targets(const pc_method *m) {
-    cJSON *list = cJSON_CreateArray();
-    char buf[128];
-    snprintf(buf, sizeof buf, "%s", m->model->cfg.arch->default_lora_targets);
-    int failed = 0;
-    for (char *save = NULL, *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save))
-        pc_json_append(list, cJSON_CreateString(tok), &failed);
-    if (failed) {
-        cJSON_Delete(list);
-        return NULL;
-    }
-    return list;
-}
-
 static pc_status lora_attach(pc_method *m, const cJSON *opt, pc_error *err) {
     lora_state *s = pc_calloc(1, sizeof *s);
     if (!s) return pc_fail(err, PC_ERR_NOMEM, "out of memory");
@@ -91,7 +76,7 @@ static pc_status lora_attach(pc_method *m, const cJSON *opt, pc_error *err) {
     if (!targets || cJSON_IsNull(targets)) {
         /* The defaults go into the options copy (adapter_config.json lists them), in place of a null entry
          * (deleting a missing key is a no-op; replacing one failed and leaked the copy). */
-        cJSON *defaults = default_targets(m);
+        cJSON *defaults = pc_json_csv_array(m->model->cfg.arch->default_lora_targets);
         int failed = 0;
         cJSON_DeleteItemFromObjectCaseSensitive(s->options, "target_modules");
         pc_json_put(s->options, "target_modules", defaults, &failed);

@@ -64,14 +64,9 @@ pc_status cli_load_adapters(cli_session *s, const cli_args *a, pc_error *err) {
 }
 
 /* "a,b,c" → ["a","b","c"]; a value with regex characters stays a string (PEFT: a string is a full-match regex). */
-static cJSON *list_or_regex(const char *v, int *failed) {
+static cJSON *list_or_regex(const char *v) {
     if (strcmp(v, "all-linear") == 0 || strpbrk(v, "*()[]|^$\\+?")) return cJSON_CreateString(v);
-    cJSON *arr = cJSON_CreateArray();
-    char buf[2048];
-    snprintf(buf, sizeof buf, "%s", v);
-    for (char *save = NULL, *t = strtok_r(buf, ",", &save); t; t = strtok_r(NULL, ",", &save))
-        pc_json_append(arr, cJSON_CreateString(t), failed);
-    return arr;
+    return pc_json_csv_array(v);
 }
 
 static cJSON *int_list(const char *v, int *failed) {
@@ -128,7 +123,7 @@ pc_status cli_method_options(const cli_args *a, cJSON **out, pc_error *err) {
             break;
         case 'b': item = cJSON_CreateTrue(); break;
         case 's': item = cJSON_CreateString(v); break;
-        case 'l': item = list_or_regex(v, &failed); break;
+        case 'l': item = list_or_regex(v); break;
         default: item = int_list(v, &failed); break;
         }
         cJSON_DeleteItemFromObjectCaseSensitive(o, option_map[i].key);
