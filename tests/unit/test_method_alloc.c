@@ -1,7 +1,7 @@
 /* Allocation failures: for every method of this family, make the Nth allocation fail for every N while
- * creating it and running a first forward (which plans its step buffers); each attempt must end in a clean
- * PC_ERR_NOMEM (or success), never a crash, and leave the model usable — the loss afterwards, without the
- * method, equals the loss before. Then the same for saving the adapter: every N ends in PC_ERR_NOMEM or a
+ * creating it and running a first forward (which plans its step buffers), persistent and transient (only
+ * the Nth); each attempt must end in a clean PC_ERR_NOMEM or in the fault-free result, never a crash, and
+ * leave the model usable — the loss afterwards, without the method, equals the loss before. Then the same for saving the adapter: every N ends in PC_ERR_NOMEM or a
  * directory whose files are byte-identical to a fault-free save (a config built short of a field, as cJSON
  * leaves one when an allocation fails, must never be written). Run under ASan this also checks that nothing
  * leaks on those paths. */
@@ -63,6 +63,37 @@ static void save_sweep(pc_method *meth, const char *tag) {
     pc_remove_tree(dir);
 }
 
+/* Transient mode over creation and a first forward: only the Nth allocation fails. An attempt that still
+ * succeeds (a failure some code may tolerate) must give the fault-free loss, bit for bit. */
+static void transient_sweep(pc_model *m, const tm_batch *tb, const char *method, const cJSON *opt, const char *tag) {
+    double want = 0;
+    int clean = 1, fired = 1;
+    long n;
+    for (n = -1; n < 5000 && fired; n++) { /* n = −1: the fault-free reference */
+        pc_rng rng;
+        pc_rng_seed(&rng, 3);
+        pc_error err = {0};
+        pc_method *meth = NULL;
+        if (n >= 0) pc_alloc_fail_once(n);
+        pc_status st = pc_method_create(&meth, pc_method_find(method), m, opt, &rng, &err);
+        pc_forward_result res = {0};
+        if (st == PC_OK) st = pc_model_forward(m, &tb->b, &res, &err);
+        fired = n >= 0 && pc_alloc_count() > n;
+        pc_alloc_fail_after(-1);
+        pc_method_free(meth);
+        if (n < 0) {
+            want = res.loss_sum;
+            fired = 1;
+            CHECK(st == PC_OK, "%s: fault-free creation: %s", tag, err.msg);
+        } else if (st != PC_OK && st != PC_ERR_NOMEM) {
+            clean = 0, CHECK(0, "%s: transient failure %ld: status %d: %s", tag, n, st, err.msg);
+        } else if (st == PC_OK && res.loss_sum != want) {
+            clean = 0, CHECK(0, "%s: transient failure %ld tolerated, but the loss is %.9g, not %.9g", tag, n, res.loss_sum, want);
+        }
+    }
+    CHECK(clean && !fired && n > 3, "%s: %ld transient failure points, each clean", tag, n - 1);
+}
+
 static void sweep(const char *config, const char *tag, const char *method, const char *options_json, int changes_geometry) {
     pc_model *m = tm_model(config, tag, 1);
     if (!m) return;
@@ -86,6 +117,7 @@ static void sweep(const char *config, const char *tag, const char *method, const
         pc_method_free(meth);
     }
     CHECK(clean && succeeded, "%s: every allocation failure is a clean out-of-memory error, then creation succeeds", tag);
+    transient_sweep(m, &tb, method, opt, tag);
     double after = tm_loss_sum(m, &tb.b);
     CHECK(changes_geometry || after == base, "%s: the model is untouched after the failures (loss %.9g, before %.9g)", tag, after, base);
     cJSON_Delete(opt);
