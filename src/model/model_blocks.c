@@ -17,7 +17,7 @@ pc_site pc_site_begin(pc_site_kind kind, int layer, int index, const pc_step_sha
     site.N = s->N;
     site.training = s->training;
     site.rng = s->rng;
-    site.continuing = s->continuing;
+    site.params_unchanged = s->continuing || s->recompute;
     return site;
 }
 

@@ -52,9 +52,10 @@ typedef struct pc_site {
     void *state;               /* the hook's own per-site state, given at registration */
     int B, T, N;
     int training;              /* 1 when gradients will follow (dropout active) */
-    int continuing;            /* 1 in a KV-cache decode chunk after the first of its sequence: the earlier
-                                * chunks ran these hooks with the same parameters, so values computed from
-                                * parameters alone then (DoRA's weight norms) may be reused */
+    int params_unchanged;      /* 1 when these hooks already ran with the same parameters: a KV-cache decode
+                                * chunk after the first of its sequence, or a layer's forward re-run for its
+                                * backward (gradient checkpointing). Values a hook computed from parameters
+                                * alone at its last run here (DoRA's weight norms) may be reused */
     pc_rng *rng;               /* the step's RNG (dropout masks) */
     struct pc_linear *linear;  /* LINEAR: the projection (weights, dims, HF name) */
     int in_dim, out_dim;

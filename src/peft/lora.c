@@ -33,7 +33,7 @@ typedef struct lora_target {
     float *adapted_out;     /* DoRA: [N,out] (W + s·B·A)·drop(x), the product before the gain, for dm */
     float *norm;            /* DoRA: [out] ‖W + s·B·A‖ of this step */
     float *gain;            /* DoRA: [out] g = m / norm of this step */
-    int gain_reusable;      /* DoRA: norm and gain hold this target's values (not a twin's) since the plan */
+    int gain_reusable;      /* DoRA: norm and gain have been computed since the plan (own buffers, never a twin's) */
     float *merged_g;        /* DoRA: [out] m/‖W+s·B·A‖ of the last merge, which unmerge must divide out */
 } lora_target;
 
@@ -161,8 +161,6 @@ static void share_buffers(lora_target *t, const lora_target *twin) {
     t->x_drop = twin->x_drop;
     t->keep = twin->keep;
     t->adapted_out = twin->adapted_out;
-    t->norm = twin->norm;
-    t->gain = twin->gain;
 }
 
 static pc_status lora_plan(pc_method *m, int B, int T, pc_error *err) {
@@ -188,16 +186,20 @@ static pc_status lora_plan(pc_method *m, int B, int T, pc_error *err) {
             lora_target *t = &s->targets[i];
             const lora_target *twin = shared ? buffer_twin(s, i) : NULL;
             t->gain_reusable = 0;
-            if (twin) {
-                if (pass) share_buffers(t, twin);
-                continue;
-            }
             size_t in = (size_t)t->lin->in, out = (size_t)t->lin->out, r = (size_t)t->r, n = (size_t)N;
 #define CARVE(field, count)                                              \
     do {                                                                 \
         if (pass) t->field = s->arena + off;                             \
         off += ((count) + 15) & ~(size_t)15;                              \
     } while (0)
+            if (t->mag >= 0) { /* per target even for twins: tiny, and reused by a checkpointed recomputation */
+                CARVE(norm, out);
+                CARVE(gain, out);
+            }
+            if (twin) {
+                if (pass) share_buffers(t, twin);
+                continue;
+            }
             CARVE(xa, n * r);
             CARVE(d_xa, n * r);
             if (s->dropout > 0) {
@@ -205,11 +207,7 @@ static pc_status lora_plan(pc_method *m, int B, int T, pc_error *err) {
                 if (pass) t->keep = (uint8_t *)(s->arena + off); /* bytes, carved as whole floats */
                 off += ((n * in + 3) / 4 + 15) & ~(size_t)15;
             }
-            if (t->mag >= 0) {
-                CARVE(adapted_out, n * out);
-                CARVE(norm, out);
-                CARVE(gain, out);
-            }
+            if (t->mag >= 0) CARVE(adapted_out, n * out);
 #undef CARVE
         }
         if (pass) s->scratch = (lowrank_scratch){s->arena + off, threads, LOWRANK_ISA_AUTO};
@@ -288,12 +286,13 @@ static void lora_forward(void *owner, pc_site *site) {
     }
     /* DoRA */
     /* The norms depend on parameters alone: a decode chunk continuing a sequence reuses its first chunk's
-     * (per token they would cost r + 1 times the token's own products). */
-    if (!(site->continuing && t->gain_reusable)) {
+     * (per token they would cost r + 1 times the token's own products), a checkpointed layer's recomputation
+     * the step's first forward's (a second pass over every W per step). */
+    if (!(site->params_unchanged && t->gain_reusable)) {
         const float *mag = pc_params_data(&m->params, t->mag);
         dora_weight_norm(t, m, s->dora_rows, s->plan_threads, t->norm);
         for (int o = 0; o < lin->out; o++) t->gain[o] = mag[o] / t->norm[o];
-        t->gain_reusable = !s->plan_shared;
+        t->gain_reusable = 1;
     }
     float *lora_out = s->dora_scratch;
     lowrank_forward(lora_out, t->xa, x, A, Bm, &shape, 0, &s->scratch); /* lora_out = s·xa·Bᵀ */

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # --gradient-checkpointing through the CLI: `peftc train` on models/sotu-base (LoRA with dropout, 3 steps)
 # succeeds with it and writes an adapter bit-identical to the run without it (same seed: recomputation draws
-# the same dropout masks and runs the same arithmetic), with the same logged losses; `peftc bench --json`
+# the same dropout masks and runs the same arithmetic), with the same logged losses, and so does DoRA;
+# `peftc bench --json`
 # reports the setting and a smaller activation plan.
 #   Env: PEFTC_SOURCE_DIR, PEFTC_BIN.
 set -u
@@ -28,6 +29,14 @@ check "train without the flag exits 0 ($(cat "$work/plain.err"))" '[ $rc -eq 0 ]
 check "the adapters are bit-identical" 'cmp -s "$work/gc/adapter_model.safetensors" "$work/plain/adapter_model.safetensors"'
 losses() { sed 's/"tokens_per_s".*//' "$1"; }
 check "the logged losses are identical" 'diff <(losses "$work/gc/metrics.jsonl") <(losses "$work/plain/metrics.jsonl") >/dev/null'
+# DoRA: a checkpointed layer's recomputation reuses the step's weight norms (site params_unchanged); over
+# 3 steps, norms kept from a step before would change the adapter.
+OMP_NUM_THREADS=1 train "$work/dora_gc" --use-dora --gradient-checkpointing
+rc=$?
+check "DoRA train --gradient-checkpointing exits 0 ($(cat "$work/dora_gc.err"))" '[ $rc -eq 0 ]'
+OMP_NUM_THREADS=1 train "$work/dora_plain" --use-dora
+check "DoRA: the adapters are bit-identical" \
+    'cmp -s "$work/dora_gc/adapter_model.safetensors" "$work/dora_plain/adapter_model.safetensors"'
 
 cat >"$work/config.json" <<'JSON'
 {"model_type": "llama", "hidden_size": 64, "intermediate_size": 96, "num_attention_heads": 4,
