@@ -10,16 +10,15 @@ static _Atomic long fail_countdown = -1; /* test hook, see alloc.h */
 static _Atomic int fail_once = 0;
 static _Atomic long alloc_count = 0;
 
-void pc_alloc_fail_after(long n) {
-    atomic_store(&fail_once, 0);
-    atomic_store(&fail_countdown, n);
+static void arm(long n, int once) {
+    atomic_store(&fail_countdown, -1); /* disarmed while the mode changes */
+    atomic_store(&fail_once, once);
     atomic_store(&alloc_count, 0);
+    atomic_store(&fail_countdown, n);
 }
 
-void pc_alloc_fail_once(long n) {
-    pc_alloc_fail_after(n);
-    atomic_store(&fail_once, 1);
-}
+void pc_alloc_fail_after(long n) { arm(n, 0); }
+void pc_alloc_fail_once(long n) { arm(n, 1); }
 
 long pc_alloc_count(void) { return atomic_load(&alloc_count); }
 
@@ -28,14 +27,14 @@ long pc_alloc_count(void) { return atomic_load(&alloc_count); }
 static int injected_failure(void) {
     atomic_fetch_add(&alloc_count, 1);
     long left = atomic_load(&fail_countdown);
-    if (left < 0) return 0;
-    if (left == 0) {
-        if (atomic_load(&fail_once)) atomic_store(&fail_countdown, -1);
-        errno = ENOMEM;
-        return 1;
+    /* count down by one, atomically, so concurrent allocations never skip past zero */
+    while (left > 0 && !atomic_compare_exchange_weak(&fail_countdown, &left, left - 1)) {
     }
-    atomic_fetch_sub(&fail_countdown, 1);
-    return 0;
+    if (left != 0) return 0; /* disabled (< 0), or this allocation was one of the n to succeed */
+    /* transient: only the thread that disarms the hook fails */
+    if (atomic_load(&fail_once) && !atomic_compare_exchange_strong(&fail_countdown, &left, -1)) return 0;
+    errno = ENOMEM;
+    return 1;
 }
 
 void *pc_malloc(size_t size) {

@@ -1,5 +1,6 @@
 /* core: dtype conversions against known bit patterns, RNG determinism, arena bounds, atomic writes, the
  * allocation fault hook. */
+#include <errno.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -89,11 +90,37 @@ static void test_atomic_write(void) {
 
 static void test_alloc_fault_hook(void) {
     pc_alloc_fail_after(2);
-    void *a = pc_malloc(8), *b = pc_malloc(8), *c = pc_malloc(8);
+    void *a = pc_malloc(8), *b = pc_malloc_plain(8), *c = pc_malloc(8), *d = pc_malloc_plain(8);
+    int err_c = errno;
     pc_alloc_fail_after(-1);
-    CHECK(a && b && !c, "third allocation fails");
+    CHECK(a && b && !c && !d && err_c == ENOMEM, "persistent: the third allocation and every later one fail, ENOMEM");
     pc_free(a);
     pc_free(b);
+    pc_alloc_fail_once(1);
+    void *e = pc_malloc(8), *f = pc_malloc(8), *g = pc_malloc_plain(8);
+    long count = pc_alloc_count();
+    pc_alloc_fail_after(-1);
+    CHECK(e && !f && g && count == 3, "transient: only the second fails (%ld counted)", count);
+    pc_free(e);
+    pc_free(g);
+    /* Concurrent allocations: exactly n succeed before the failure point, whichever threads make them, and
+     * transient mode fails exactly one. */
+    for (int once = 0; once < 2; once++) {
+        enum { TOTAL = 4000, N_OK = 1000 };
+        static void *blocks[TOTAL];
+        if (once) pc_alloc_fail_once(N_OK);
+        else pc_alloc_fail_after(N_OK);
+#pragma omp parallel for num_threads(4) schedule(dynamic, 7)
+        for (int i = 0; i < TOTAL; i++) blocks[i] = pc_malloc(16);
+        pc_alloc_fail_after(-1);
+        int failed = 0;
+        for (int i = 0; i < TOTAL; i++) {
+            failed += !blocks[i];
+            pc_free(blocks[i]);
+        }
+        CHECK(failed == (once ? 1 : TOTAL - N_OK), "%s, 4 threads: %d of %d allocations failed",
+              once ? "transient" : "persistent", failed, TOTAL);
+    }
 }
 
 int main(void) {
