@@ -214,39 +214,41 @@ static void print_text(const pc_model *m, const pc_method *method, const bench_s
            " unless OMP_WAIT_POLICY=passive)\n");
 }
 
-static void print_json(const pc_model *m, const pc_method *method, const bench_setup *bs, const bench_result *r,
-                       int threads) {
-    cJSON *j = cJSON_CreateObject();
-    cJSON_AddNumberToObject(j, "tokens_per_s", r->tokens_per_s);
-    cJSON_AddNumberToObject(j, "step_s_median", r->step_median);
-    cJSON_AddNumberToObject(j, "peak_rss_mb", r->peak_rss_mb);
-    cJSON_AddNumberToObject(j, "gflops_per_s", r->gflops_per_s);
-    cJSON_AddNumberToObject(j, "flops_per_step", r->flops_per_step);
-    cJSON_AddNumberToObject(j, "step_s_min", r->step_min);
-    cJSON_AddNumberToObject(j, "step_s_max", r->step_max);
-    cJSON_AddNumberToObject(j, "cpu_s_per_step", r->cpu_s);
-    cJSON_AddNumberToObject(j, "batch", bs->B);
-    cJSON_AddNumberToObject(j, "seq_len", bs->T);
-    cJSON_AddNumberToObject(j, "steps", bs->steps);
-    cJSON_AddNumberToObject(j, "threads", threads);
-    cJSON_AddStringToObject(j, "base_dtype", m->compute_dtype == PC_BF16 ? "bf16" : "fp32");
-    cJSON_AddStringToObject(j, "matmul", pc_matmul_backend(m->mm));
-    cJSON_AddStringToObject(j, "method", method->ops->name);
-    cJSON_AddNumberToObject(j, "trainable_params", (double)method->params.count);
-    cJSON_AddBoolToObject(j, "gradient_checkpointing", m->gradient_checkpointing);
-    cJSON_AddNumberToObject(j, "activation_plan_mb", r->plan_mb);
-    cJSON_AddNumberToObject(j, "recompute_s", r->recompute_s);
-    cJSON *ph = cJSON_AddObjectToObject(j, "phases_s");
+static pc_status print_json(const pc_model *m, const pc_method *method, const bench_setup *bs, const bench_result *r,
+                            int threads, pc_error *err) {
+    cJSON *j = cJSON_CreateObject(), *ph = cJSON_CreateObject();
+    int failed = 0;
+    const struct {
+        const char *key;
+        double value;
+    } numbers[] = {{"tokens_per_s", r->tokens_per_s},     {"step_s_median", r->step_median},
+                   {"peak_rss_mb", r->peak_rss_mb},       {"gflops_per_s", r->gflops_per_s},
+                   {"flops_per_step", r->flops_per_step}, {"step_s_min", r->step_min},
+                   {"step_s_max", r->step_max},           {"cpu_s_per_step", r->cpu_s},
+                   {"batch", bs->B},                      {"seq_len", bs->T},
+                   {"steps", bs->steps},                  {"threads", threads}};
+    for (size_t i = 0; i < sizeof numbers / sizeof numbers[0]; i++)
+        pc_json_put(j, numbers[i].key, cJSON_CreateNumber(numbers[i].value), &failed);
+    pc_json_put(j, "base_dtype", cJSON_CreateString(m->compute_dtype == PC_BF16 ? "bf16" : "fp32"), &failed);
+    pc_json_put(j, "matmul", cJSON_CreateString(pc_matmul_backend(m->mm)), &failed);
+    pc_json_put(j, "method", cJSON_CreateString(method->ops->name), &failed);
+    pc_json_put(j, "trainable_params", cJSON_CreateNumber((double)method->params.count), &failed);
+    pc_json_put(j, "gradient_checkpointing", cJSON_CreateBool(m->gradient_checkpointing), &failed);
+    pc_json_put(j, "activation_plan_mb", cJSON_CreateNumber(r->plan_mb), &failed);
+    pc_json_put(j, "recompute_s", cJSON_CreateNumber(r->recompute_s), &failed);
     for (int p = 0; p < PC_PROF_COUNT; p++) {
-        cJSON *o = cJSON_AddObjectToObject(ph, phase_names[p]);
-        cJSON_AddNumberToObject(o, "forward", r->phases.forward[p]);
-        cJSON_AddNumberToObject(o, "backward", r->phases.backward[p]);
-        cJSON_AddNumberToObject(o, "forward_cpu", r->phases.forward_cpu[p]);
-        cJSON_AddNumberToObject(o, "backward_cpu", r->phases.backward_cpu[p]);
+        cJSON *o = cJSON_CreateObject();
+        pc_json_put(o, "forward", cJSON_CreateNumber(r->phases.forward[p]), &failed);
+        pc_json_put(o, "backward", cJSON_CreateNumber(r->phases.backward[p]), &failed);
+        pc_json_put(o, "forward_cpu", cJSON_CreateNumber(r->phases.forward_cpu[p]), &failed);
+        pc_json_put(o, "backward_cpu", cJSON_CreateNumber(r->phases.backward_cpu[p]), &failed);
+        pc_json_put(ph, phase_names[p], o, &failed);
     }
-    cJSON_AddNumberToObject(ph, "optimizer", r->optimizer_s);
-    cli_print_json(j);
+    pc_json_put(ph, "optimizer", cJSON_CreateNumber(r->optimizer_s), &failed);
+    pc_json_put(j, "phases_s", ph, &failed);
+    pc_status st = cli_print_json(j, failed, err);
     cJSON_Delete(j);
+    return st;
 }
 
 static int parse_setup(const cli_args *a, bench_setup *bs, long *threads) {
@@ -307,7 +309,7 @@ int cmd_bench(int argc, char **argv) {
     bench_result r = {0};
     if (st == PC_OK) st = run_bench(m, method, &bs, &r, &err);
     if (st == PC_OK) {
-        if (cli_flag(&a, "--json")) print_json(m, method, &bs, &r, nthreads);
+        if (cli_flag(&a, "--json")) st = print_json(m, method, &bs, &r, nthreads, &err);
         else print_text(m, method, &bs, &r, nthreads);
     }
     cJSON_Delete(opts);

@@ -41,11 +41,13 @@ int cmd_eval(int argc, char **argv) {
     if (st != PC_OK) return cli_report(&err);
     if (cli_flag(&a, "--json")) {
         cJSON *o = cJSON_CreateObject();
-        cJSON_AddNumberToObject(o, "loss", r.loss);
-        cJSON_AddNumberToObject(o, "perplexity", r.perplexity);
-        cJSON_AddNumberToObject(o, "tokens", (double)r.tokens);
-        cli_print_json(o);
+        int failed = 0;
+        pc_json_put(o, "loss", cJSON_CreateNumber(r.loss), &failed);
+        pc_json_put(o, "perplexity", cJSON_CreateNumber(r.perplexity), &failed);
+        pc_json_put(o, "tokens", cJSON_CreateNumber((double)r.tokens), &failed);
+        st = cli_print_json(o, failed, &err);
         cJSON_Delete(o);
+        if (st != PC_OK) return cli_report(&err);
     } else {
         printf("loss %.6f  perplexity %.4f  tokens %ld\n", r.loss, r.perplexity, r.tokens);
     }

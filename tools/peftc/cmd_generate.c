@@ -123,28 +123,31 @@ static int stop_ids(const cli_session *s, int32_t out[2]) {
     return n;
 }
 
-static cJSON *id_array(const int32_t *ids, int n) {
+static cJSON *id_array(const int32_t *ids, int n, int *failed) {
     cJSON *arr = cJSON_CreateArray();
-    for (int i = 0; i < n; i++) cJSON_AddItemToArray(arr, cJSON_CreateNumber(ids[i]));
+    for (int i = 0; i < n; i++) pc_json_append(arr, cJSON_CreateNumber(ids[i]), failed);
     return arr;
 }
 
-static void print_result(const cli_args *a, const char *text, const int32_t *prompt, int n_prompt, const int32_t *ids,
-                         int n, int stopped) {
+static pc_status print_result(const cli_args *a, const char *text, const int32_t *prompt, int n_prompt,
+                              const int32_t *ids, int n, int stopped, pc_error *err) {
     if (cli_flag(a, "--json")) {
         cJSON *o = cJSON_CreateObject();
-        cJSON_AddStringToObject(o, "text", text ? text : "");
-        cJSON_AddItemToObject(o, "ids", id_array(ids, n));
-        cJSON_AddItemToObject(o, "prompt_ids", id_array(prompt, n_prompt));
-        cJSON_AddStringToObject(o, "stop", stopped ? "eos" : "length");
-        cli_print_json(o);
+        int failed = 0;
+        pc_json_put(o, "text", cJSON_CreateString(text ? text : ""), &failed);
+        pc_json_put(o, "ids", id_array(ids, n, &failed), &failed);
+        pc_json_put(o, "prompt_ids", id_array(prompt, n_prompt, &failed), &failed);
+        pc_json_put(o, "stop", cJSON_CreateString(stopped ? "eos" : "length"), &failed);
+        pc_status st = cli_print_json(o, failed, err);
         cJSON_Delete(o);
+        return st;
     } else if (text) {
         printf("%s\n", text);
     } else {
         for (int i = 0; i < n; i++) printf("%s%d", i ? " " : "", ids[i]);
         printf("\n");
     }
+    return PC_OK;
 }
 
 /* The text of ids. Hugging Face's tokenizers skip ids the tokenizer does not have (a model's embedding table
@@ -190,7 +193,7 @@ static pc_status run(cli_session *s, const cli_args *a, const gen_settings *g, i
                 dt > 0 ? n / dt : 0.0);
         int stopped = n > 0 && n < g->max_new;
         for (int i = 0; !stopped && n > 0 && i < o.n_stop_ids; i++) stopped = ids[n - 1] == stops[i];
-        print_result(a, text, prompt, n_prompt, ids, n, stopped);
+        st = print_result(a, text, prompt, n_prompt, ids, n, stopped, err);
     }
     pc_free(text);
     pc_free(ids);

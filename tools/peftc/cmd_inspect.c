@@ -10,6 +10,7 @@
 #include "common.h"
 #include "core/alloc.h"
 #include "io/gguf.h"
+#include "io/json.h"
 #include "io/safetensors.h"
 #include "io/weights.h"
 #include "model/config.h"
@@ -73,36 +74,39 @@ static int64_t entry_numel(const pc_st_entry *e) {
     return n;
 }
 
+/* Every member below is added with pc_json_put / pc_json_append, which count in *failed what could not be
+ * added (out of memory), so a summary short of a field is an error, never printed. */
+
 /* {"name":..., "dtype":..., "shape":[...]} for one safetensors entry. */
-static cJSON *st_entry_json(const pc_st_entry *e) {
-    cJSON *t = cJSON_CreateObject();
-    cJSON_AddStringToObject(t, "name", e->name);
-    cJSON_AddStringToObject(t, "dtype", pc_dtype_name(e->dtype));
-    cJSON *shape = cJSON_AddArrayToObject(t, "shape");
-    for (int d = 0; d < e->ndim; d++) cJSON_AddItemToArray(shape, cJSON_CreateNumber((double)e->shape[d]));
+static cJSON *st_entry_json(const pc_st_entry *e, int *failed) {
+    cJSON *t = cJSON_CreateObject(), *shape = cJSON_CreateArray();
+    pc_json_put(t, "name", cJSON_CreateString(e->name), failed);
+    pc_json_put(t, "dtype", cJSON_CreateString(pc_dtype_name(e->dtype)), failed);
+    for (int d = 0; d < e->ndim; d++) pc_json_append(shape, cJSON_CreateNumber((double)e->shape[d]), failed);
+    pc_json_put(t, "shape", shape, failed);
     return t;
 }
 
 /* Adds tensor count, parameter count, bytes and the tensor list of one safetensors file. */
-static void add_st_tensors(cJSON *o, const pc_safetensors *st) {
+static void add_st_tensors(cJSON *o, const pc_safetensors *st, int *failed) {
     int64_t params = 0;
     size_t bytes = 0;
     cJSON *list = cJSON_CreateArray();
     for (int i = 0; i < st->count; i++) {
         params += entry_numel(&st->entries[i]);
         bytes += st->entries[i].nbytes;
-        cJSON_AddItemToArray(list, st_entry_json(&st->entries[i]));
+        pc_json_append(list, st_entry_json(&st->entries[i], failed), failed);
     }
-    cJSON_AddNumberToObject(o, "n_tensors", st->count);
-    cJSON_AddNumberToObject(o, "parameters", (double)params);
-    cJSON_AddNumberToObject(o, "tensor_bytes", (double)bytes);
-    cJSON_AddItemToObject(o, "tensors", list);
+    pc_json_put(o, "n_tensors", cJSON_CreateNumber(st->count), failed);
+    pc_json_put(o, "parameters", cJSON_CreateNumber((double)params), failed);
+    pc_json_put(o, "tensor_bytes", cJSON_CreateNumber((double)bytes), failed);
+    pc_json_put(o, "tensors", list, failed);
 }
 
 /* ---------------------------------------------------------------------------------------------- model */
 
 /* The checkpoint dtype: the one dtype of every tensor, or "mixed(A,B,...)". */
-static void add_checkpoint_dtype(cJSON *o, const pc_weight_files *wf) {
+static void add_checkpoint_dtype(cJSON *o, const pc_weight_files *wf, int *failed) {
     int seen[PC_DTYPE_COUNT] = {0}, distinct = 0;
     for (int f = 0; f < wf->n_files; f++)
         for (int i = 0; i < wf->files[f].count; i++) {
@@ -119,51 +123,52 @@ static void add_checkpoint_dtype(cJSON *o, const pc_weight_files *wf) {
         first = 0;
     }
     if (distinct > 1) strcat(buf, ")");
-    cJSON_AddStringToObject(o, "dtype", distinct ? buf : "none");
+    pc_json_put(o, "dtype", cJSON_CreateString(distinct ? buf : "none"), failed);
 }
 
-static pc_status inspect_tokenizer_into(cJSON *o, const char *path, const char *prefix, pc_error *err) {
+static pc_status inspect_tokenizer_into(cJSON *o, const char *path, const char *prefix, int *failed, pc_error *err) {
     pc_tokenizer *tk = NULL;
     PC_TRY(pc_tokenizer_load(&tk, path, err));
-    char key[64];
-    snprintf(key, sizeof key, "%svocab_size", prefix);
-    cJSON_AddNumberToObject(o, key, pc_tokenizer_vocab_size(tk));
-    snprintf(key, sizeof key, "%sbos_id", prefix);
-    cJSON_AddNumberToObject(o, key, pc_tokenizer_bos_id(tk));
-    snprintf(key, sizeof key, "%seos_id", prefix);
-    cJSON_AddNumberToObject(o, key, pc_tokenizer_eos_id(tk));
-    snprintf(key, sizeof key, "%spad_id", prefix);
-    cJSON_AddNumberToObject(o, key, pc_tokenizer_pad_id(tk));
+    const struct {
+        const char *name;
+        long value;
+    } fields[] = {{"vocab_size", pc_tokenizer_vocab_size(tk)}, {"bos_id", pc_tokenizer_bos_id(tk)},
+                  {"eos_id", pc_tokenizer_eos_id(tk)}, {"pad_id", pc_tokenizer_pad_id(tk)}};
+    for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++) {
+        char key[64];
+        snprintf(key, sizeof key, "%s%s", prefix, fields[i].name);
+        pc_json_put(o, key, cJSON_CreateNumber((double)fields[i].value), failed);
+    }
     pc_tokenizer_free(tk);
     return PC_OK;
 }
 
-static pc_status inspect_model(cJSON *o, const char *dir, pc_error *err) {
+static pc_status inspect_model(cJSON *o, const char *dir, int *failed, pc_error *err) {
     pc_model_config cfg;
     PC_TRY(pc_model_config_load(&cfg, dir, err));
-    cJSON_AddStringToObject(o, "kind", "model");
-    cJSON_AddStringToObject(o, "model_type", cfg.arch->model_type);
-    cJSON_AddNumberToObject(o, "layers", cfg.n_layers);
-    cJSON_AddNumberToObject(o, "hidden", cfg.hidden);
-    cJSON_AddNumberToObject(o, "heads", cfg.n_heads);
-    cJSON_AddNumberToObject(o, "kv_heads", cfg.n_kv_heads);
-    cJSON_AddNumberToObject(o, "head_dim", cfg.head_dim);
-    cJSON_AddNumberToObject(o, "intermediate", cfg.intermediate);
-    cJSON_AddNumberToObject(o, "vocab", cfg.vocab_size);
-    cJSON_AddNumberToObject(o, "max_positions", cfg.max_positions);
-    cJSON_AddBoolToObject(o, "tied", cfg.tied);
+    pc_json_put(o, "kind", cJSON_CreateString("model"), failed);
+    pc_json_put(o, "model_type", cJSON_CreateString(cfg.arch->model_type), failed);
+    const struct {
+        const char *name;
+        long value;
+    } sizes[] = {{"layers", cfg.n_layers},          {"hidden", cfg.hidden},        {"heads", cfg.n_heads},
+                 {"kv_heads", cfg.n_kv_heads},      {"head_dim", cfg.head_dim},    {"intermediate", cfg.intermediate},
+                 {"vocab", cfg.vocab_size},         {"max_positions", cfg.max_positions}};
+    for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++)
+        pc_json_put(o, sizes[i].name, cJSON_CreateNumber((double)sizes[i].value), failed);
+    pc_json_put(o, "tied", cJSON_CreateBool(cfg.tied), failed);
     pc_weight_files wf = {0};
     PC_TRY(pc_weight_files_open(&wf, dir, err));
     int64_t params = 0;
     for (int f = 0; f < wf.n_files; f++)
         for (int i = 0; i < wf.files[f].count; i++) params += entry_numel(&wf.files[f].entries[i]);
-    add_checkpoint_dtype(o, &wf);
-    cJSON_AddNumberToObject(o, "weight_files", wf.n_files);
-    cJSON_AddNumberToObject(o, "parameters", (double)params);
+    add_checkpoint_dtype(o, &wf, failed);
+    pc_json_put(o, "weight_files", cJSON_CreateNumber(wf.n_files), failed);
+    pc_json_put(o, "parameters", cJSON_CreateNumber((double)params), failed);
     pc_weight_files_close(&wf);
     int tok = dir_has_tokenizer(dir);
-    cJSON_AddBoolToObject(o, "tokenizer", tok);
-    if (tok) PC_TRY(inspect_tokenizer_into(o, dir, "tokenizer_", err));
+    pc_json_put(o, "tokenizer", cJSON_CreateBool(tok), failed);
+    if (tok) PC_TRY(inspect_tokenizer_into(o, dir, "tokenizer_", failed, err));
     return PC_OK;
 }
 
@@ -182,12 +187,9 @@ static pc_status read_adapter_config(cJSON **out, const char *dir, pc_error *err
     char p[4096];
     if (pc_path_join(p, sizeof p, dir, "adapter_config.json"))
         return pc_fail(err, PC_ERR_IO, "%s: path: too long", dir);
-    char *text = NULL;
-    size_t len = 0;
-    PC_TRY(pc_read_file(p, &text, &len, err));
-    cJSON *cfg = cJSON_ParseWithLength(text, len);
-    pc_free(text);
-    if (!cfg || !cJSON_IsObject(cfg)) {
+    cJSON *cfg = NULL;
+    PC_TRY(pc_json_load(&cfg, p, err)); /* syntax errors with line:column, like every other reader's */
+    if (!cJSON_IsObject(cfg)) {
         cJSON_Delete(cfg);
         return pc_fail(err, PC_ERR_FORMAT, "%s: top level: not a JSON object", p);
     }
@@ -204,14 +206,15 @@ static int json_is_empty(const cJSON *v) {
     return cJSON_IsNull(v) || ((cJSON_IsObject(v) || cJSON_IsArray(v)) && v->child == NULL);
 }
 
-static pc_status inspect_adapter(cJSON *o, const char *dir, pc_error *err) {
+static pc_status inspect_adapter(cJSON *o, const char *dir, int *failed, pc_error *err) {
     cJSON *cfg = NULL;
     PC_TRY(read_adapter_config(&cfg, dir, err));
-    cJSON_AddStringToObject(o, "kind", "adapter");
-    cJSON_AddStringToObject(o, "peft_type", cJSON_GetObjectItemCaseSensitive(cfg, "peft_type")->valuestring);
+    pc_json_put(o, "kind", cJSON_CreateString("adapter"), failed);
+    pc_json_put(o, "peft_type", cJSON_CreateString(cJSON_GetObjectItemCaseSensitive(cfg, "peft_type")->valuestring),
+                failed);
     for (size_t i = 0; i < sizeof adapter_fields / sizeof adapter_fields[0]; i++) {
         const cJSON *v = cJSON_GetObjectItemCaseSensitive(cfg, adapter_fields[i]);
-        if (v && !json_is_empty(v)) cJSON_AddItemToObject(o, adapter_fields[i], cJSON_Duplicate(v, 1));
+        if (v && !json_is_empty(v)) pc_json_put(o, adapter_fields[i], cJSON_Duplicate(v, 1), failed);
     }
     cJSON_Delete(cfg);
     char p[4096];
@@ -219,21 +222,22 @@ static pc_status inspect_adapter(cJSON *o, const char *dir, pc_error *err) {
         return pc_fail(err, PC_ERR_IO, "%s: path: too long", dir);
     pc_safetensors st = {0};
     PC_TRY(pc_safetensors_open(&st, p, err));
-    add_st_tensors(o, &st);
+    add_st_tensors(o, &st, failed);
     pc_safetensors_close(&st);
     return PC_OK;
 }
 
 /* ---------------------------------------------------------------------------------- safetensors file */
 
-static pc_status inspect_safetensors(cJSON *o, const char *path, pc_error *err) {
+static pc_status inspect_safetensors(cJSON *o, const char *path, int *failed, pc_error *err) {
     pc_safetensors st = {0};
     PC_TRY(pc_safetensors_open(&st, path, err));
-    cJSON_AddStringToObject(o, "kind", "safetensors");
-    cJSON_AddNumberToObject(o, "file_bytes", (double)st.map.size);
-    cJSON *meta = cJSON_AddObjectToObject(o, "metadata");
-    for (int i = 0; i < st.meta_count; i++) cJSON_AddStringToObject(meta, st.meta_keys[i], st.meta_values[i]);
-    add_st_tensors(o, &st);
+    pc_json_put(o, "kind", cJSON_CreateString("safetensors"), failed);
+    pc_json_put(o, "file_bytes", cJSON_CreateNumber((double)st.map.size), failed);
+    cJSON *meta = cJSON_CreateObject();
+    for (int i = 0; i < st.meta_count; i++) pc_json_put(meta, st.meta_keys[i], cJSON_CreateString(st.meta_values[i]), failed);
+    pc_json_put(o, "metadata", meta, failed);
+    add_st_tensors(o, &st, failed);
     pc_safetensors_close(&st);
     return PC_OK;
 }
@@ -288,37 +292,38 @@ static cJSON *gguf_kv_json(const pc_gguf_kv *kv) {
     return gguf_scalar_json(kv->type, kv->data);
 }
 
-static pc_status inspect_gguf(cJSON *o, const char *path, pc_error *err) {
+static pc_status inspect_gguf(cJSON *o, const char *path, int *failed, pc_error *err) {
     pc_gguf g;
     memset(&g, 0, sizeof g);
     PC_TRY(pc_gguf_open(&g, path, err));
-    cJSON_AddStringToObject(o, "kind", "gguf");
-    cJSON_AddNumberToObject(o, "version", g.version);
-    cJSON_AddNumberToObject(o, "alignment", (double)g.alignment);
-    cJSON_AddNumberToObject(o, "file_bytes", (double)g.map.size);
-    cJSON *kvs = cJSON_AddObjectToObject(o, "kv");
-    for (int64_t i = 0; i < g.n_kv; i++) cJSON_AddItemToObject(kvs, g.kvs[i].key, gguf_kv_json(&g.kvs[i]));
-    cJSON_AddNumberToObject(o, "n_tensors", (double)g.n_tensors);
-    cJSON *list = cJSON_AddArrayToObject(o, "tensors");
+    pc_json_put(o, "kind", cJSON_CreateString("gguf"), failed);
+    pc_json_put(o, "version", cJSON_CreateNumber(g.version), failed);
+    pc_json_put(o, "alignment", cJSON_CreateNumber((double)g.alignment), failed);
+    pc_json_put(o, "file_bytes", cJSON_CreateNumber((double)g.map.size), failed);
+    cJSON *kvs = cJSON_CreateObject(), *list = cJSON_CreateArray();
+    for (int64_t i = 0; i < g.n_kv; i++) pc_json_put(kvs, g.kvs[i].key, gguf_kv_json(&g.kvs[i]), failed);
+    pc_json_put(o, "kv", kvs, failed);
+    pc_json_put(o, "n_tensors", cJSON_CreateNumber((double)g.n_tensors), failed);
     for (int64_t i = 0; i < g.n_tensors; i++) {
         const pc_gguf_tensor *t = &g.tensors[i];
         char buf[32];
-        cJSON *e = cJSON_CreateObject();
-        cJSON_AddStringToObject(e, "name", t->name);
-        cJSON_AddStringToObject(e, "type", ggml_type_name(t->type, buf, sizeof buf));
-        cJSON *ne = cJSON_AddArrayToObject(e, "ne");
-        for (uint32_t d = 0; d < t->n_dims && d < 4; d++) cJSON_AddItemToArray(ne, cJSON_CreateNumber((double)t->ne[d]));
-        cJSON_AddItemToArray(list, e);
+        cJSON *e = cJSON_CreateObject(), *ne = cJSON_CreateArray();
+        pc_json_put(e, "name", cJSON_CreateString(t->name), failed);
+        pc_json_put(e, "type", cJSON_CreateString(ggml_type_name(t->type, buf, sizeof buf)), failed);
+        for (uint32_t d = 0; d < t->n_dims && d < 4; d++) pc_json_append(ne, cJSON_CreateNumber((double)t->ne[d]), failed);
+        pc_json_put(e, "ne", ne, failed);
+        pc_json_append(list, e, failed);
     }
+    pc_json_put(o, "tensors", list, failed);
     pc_gguf_close(&g);
     return PC_OK;
 }
 
 /* ------------------------------------------------------------------------------------------ tokenizer */
 
-static pc_status inspect_tokenizer(cJSON *o, const char *path, pc_error *err) {
-    cJSON_AddStringToObject(o, "kind", "tokenizer");
-    return inspect_tokenizer_into(o, path, "", err);
+static pc_status inspect_tokenizer(cJSON *o, const char *path, int *failed, pc_error *err) {
+    pc_json_put(o, "kind", cJSON_CreateString("tokenizer"), failed);
+    return inspect_tokenizer_into(o, path, "", failed, err);
 }
 
 /* ------------------------------------------------------------------------------------ human rendering */
@@ -341,7 +346,7 @@ static void print_value(const cJSON *v) {
     } else {
         char *s = cJSON_PrintUnformatted(v);
         fputs(s ? s : "?", stdout);
-        free(s);
+        cJSON_free(s);
     }
 }
 
@@ -416,25 +421,27 @@ int cmd_inspect(int argc, char **argv) {
         return cli_usage_error("inspect: %s: kind: not a model or adapter directory, .safetensors, .gguf or tokenizer",
                                path);
     cJSON *o = cJSON_CreateObject();
+    int failed = !o;
     pc_status st = PC_OK;
     switch (kind) {
-    case KIND_MODEL: st = inspect_model(o, path, &err); break;
-    case KIND_ADAPTER: st = inspect_adapter(o, path, &err); break;
-    case KIND_SAFETENSORS: st = inspect_safetensors(o, path, &err); break;
-    case KIND_GGUF: st = inspect_gguf(o, path, &err); break;
-    case KIND_TOKENIZER: st = inspect_tokenizer(o, path, &err); break;
+    case KIND_MODEL: st = inspect_model(o, path, &failed, &err); break;
+    case KIND_ADAPTER: st = inspect_adapter(o, path, &failed, &err); break;
+    case KIND_SAFETENSORS: st = inspect_safetensors(o, path, &failed, &err); break;
+    case KIND_GGUF: st = inspect_gguf(o, path, &failed, &err); break;
+    case KIND_TOKENIZER: st = inspect_tokenizer(o, path, &failed, &err); break;
     default: break;
     }
+    if (st == PC_OK && !cli_flag(&a, "--json")) st = pc_json_built(failed, path, &err);
     if (st != PC_OK) {
         cJSON_Delete(o);
         return cli_report(&err);
     }
     if (cli_flag(&a, "--json")) {
-        cli_print_json(o);
+        st = cli_print_json(o, failed, &err);
     } else {
         printf("%-24s %s\n", "path", path);
         print_human(o, kind == KIND_ADAPTER ? ADAPTER_TENSORS_SHOWN : 0);
     }
     cJSON_Delete(o);
-    return 0;
+    return st == PC_OK ? 0 : cli_report(&err);
 }

@@ -228,13 +228,15 @@ int cmd_train(int argc, char **argv) {
     if (st != PC_OK) return cli_report(&err);
     if (cli_flag(&a, "--json")) {
         cJSON *j = cJSON_CreateObject();
-        cJSON_AddNumberToObject(j, "steps", (double)res.steps);
-        cJSON_AddNumberToObject(j, "final_loss", res.final_loss);
-        if (eval_path) cJSON_AddNumberToObject(j, "eval_loss", res.eval_loss);
-        cJSON_AddNumberToObject(j, "tokens_per_s", res.tokens_per_s);
-        cJSON_AddNumberToObject(j, "peak_rss_mb", pc_peak_rss_mb());
-        cli_print_json(j);
+        int failed = 0;
+        pc_json_put(j, "steps", cJSON_CreateNumber((double)res.steps), &failed);
+        pc_json_put(j, "final_loss", cJSON_CreateNumber(res.final_loss), &failed);
+        if (eval_path) pc_json_put(j, "eval_loss", cJSON_CreateNumber(res.eval_loss), &failed);
+        pc_json_put(j, "tokens_per_s", cJSON_CreateNumber(res.tokens_per_s), &failed);
+        pc_json_put(j, "peak_rss_mb", cJSON_CreateNumber(pc_peak_rss_mb()), &failed);
+        st = cli_print_json(j, failed, &err);
         cJSON_Delete(j);
+        if (st != PC_OK) return cli_report(&err);
     } else if (!cli_flag(&a, "--quiet")) {
         fprintf(stderr, "done: %ld steps, final loss %.4f, %.0f tokens/s; wrote %s\n", res.steps, res.final_loss,
                 res.tokens_per_s, o.out_dir);

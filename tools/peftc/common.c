@@ -153,14 +153,14 @@ void cli_session_free(cli_session *s) {
     memset(s, 0, sizeof *s);
 }
 
-void cli_print_json(cJSON *obj) {
-    char *text = cJSON_PrintUnformatted(obj);
-    if (text) {
-        fflush(stderr);
-        printf("%s\n", text);
-        fflush(stdout);
-        cJSON_free(text);
-    }
+pc_status cli_print_json(const cJSON *obj, int failed, pc_error *err) {
+    char *text = failed || !obj ? NULL : cJSON_PrintUnformatted(obj);
+    if (!text) return pc_fail(err, PC_ERR_NOMEM, "--json: out of memory building the output");
+    fflush(stderr);
+    printf("%s\n", text);
+    fflush(stdout);
+    cJSON_free(text);
+    return PC_OK;
 }
 
 pc_status cli_copy_tokenizer_files(const char *tokenizer, const char *out_dir, pc_error *err) {

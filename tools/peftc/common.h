@@ -6,6 +6,7 @@
 
 #include "cli.h"
 #include "data/dataset.h"
+#include "io/json.h"
 #include "model/model.h"
 #include "peft/method.h"
 #include "tokenizer/tokenizer.h"
@@ -53,7 +54,8 @@ void cli_session_free(cli_session *s);
 /* Copy the tokenizer files beside `tokenizer` (a file or a directory) into out_dir, so a model directory
  * written by full training is self-contained. */
 pc_status cli_copy_tokenizer_files(const char *tokenizer, const char *out_dir, pc_error *err);
-/* Print the one JSON object of --json as the last line of stdout. */
-void cli_print_json(cJSON *obj);
+/* Print the one JSON object of --json as the last line of stdout; failed counts members that could not be
+ * added (pc_json_put), and then nothing is printed: PC_ERR_NOMEM, as when printing runs out of memory. */
+pc_status cli_print_json(const cJSON *obj, int failed, pc_error *err);
 
 #endif
