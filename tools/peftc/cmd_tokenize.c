@@ -9,6 +9,7 @@
 
 #include "cli.h"
 #include "core/alloc.h"
+#include "io/json.h"
 #include "tokenizer/tokenizer.h"
 
 static const cli_opt opts[] = {
@@ -58,7 +59,13 @@ static int print_ids(const int32_t *ids, size_t n) {
 }
 
 static int decode_stdin(const pc_tokenizer *tk, const char *in, int skip_special) {
-    cJSON *arr = cJSON_Parse(in);
+    const char *end = NULL;
+    pc_status parsed;
+    cJSON *arr = pc_json_parse(in, strlen(in), &end, &parsed);
+    if (parsed == PC_ERR_NOMEM) {
+        fprintf(stderr, "peftc: error: stdin: out of memory parsing the JSON\n");
+        return 1;
+    }
     if (!cJSON_IsArray(arr)) {
         cJSON_Delete(arr);
         fprintf(stderr, "peftc: error: stdin: expected a JSON array of token ids\n");
