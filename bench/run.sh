@@ -7,6 +7,8 @@
 #   bench/run.sh                 the default grid (~15 min on a quiet 2-core machine)
 #   bench/run.sh --full          every shape x model x method (the PyTorch side of Qwen2.5-0.5B is slow)
 #   bench/run.sh --quick         SmolLM2-135M, LoRA all-linear, 4x256 only (the issue's acceptance row)
+#   GRID_OVERRIDE="smollm2-135m 4x256 dora" bench/run.sh
+#                                DoRA (all linear) against PEFT's DoRA formula in PyTorch; kinds: qv, all, dora
 #   bench/run.sh --scaling       peftc alone, SmolLM2-135M all-linear, B x T from 1x256 to 4x1024 and 1x2048:
 #                                how tokens/s and memory grow with sequence length and with B·T
 #
@@ -90,6 +92,7 @@ peftc_targets() { # model kind → --target-modules value
     *) echo all-linear ;;
     esac
 }
+dora_flag() { [ "$1" = dora ] && echo --use-dora || true; } # kind dora: DoRA on all linear layers
 
 json_field() { "$PYTHON" -c 'import json,sys; print(json.loads(sys.stdin.read().strip().splitlines()[-1])[sys.argv[1]])' "$1"; }
 
@@ -134,16 +137,18 @@ while [ $# -ge 3 ]; do
     shift 3
     B=${shape%x*} T=${shape#*x}
     cfg="$OUT/configs/$model.json"
+    # shellcheck disable=SC2046 # dora_flag is one word or none
     p=$("$PEFTC_BIN" bench --config "$cfg" --method lora --r 8 --lora-alpha 16 --target-modules "$(peftc_targets "$model" "$kind")" \
-        --batch "$B" --seq-len "$T" --steps "$PEFTC_STEPS" --warmup 1 --threads "$THREADS" --json | tail -n 1)
-    t=$("${TORCH_ENV[@]}" "$PYTHON" "$HERE/torch_lora_step.py" --config "$cfg" --targets "$kind" --r 8 --lora-alpha 16 \
-        --batch "$B" --seq-len "$T" --steps "$TORCH_STEPS" --warmup 1 --threads "$THREADS" | tail -n 1)
+        $(dora_flag "$kind") --batch "$B" --seq-len "$T" --steps "$PEFTC_STEPS" --warmup 1 --threads "$THREADS" --json | tail -n 1)
+    # shellcheck disable=SC2046
+    t=$("${TORCH_ENV[@]}" "$PYTHON" "$HERE/torch_lora_step.py" --config "$cfg" --targets "$([ "$kind" = dora ] && echo all || echo "$kind")" \
+        $(dora_flag "$kind") --r 8 --lora-alpha 16 --batch "$B" --seq-len "$T" --steps "$TORCH_STEPS" --warmup 1 --threads "$THREADS" | tail -n 1)
     echo "{\"model\": \"$model\", \"shape\": \"$shape\", \"lora\": \"$kind\", \"peftc\": $p, \"torch\": $t}" >> "$OUT/results.jsonl"
     pt=$(echo "$p" | json_field tokens_per_s) tt=$(echo "$t" | json_field tokens_per_s)
     pr=$(echo "$p" | json_field peak_rss_mb) tr=$(echo "$t" | json_field peak_rss_mb)
     pg=$(echo "$p" | json_field gflops_per_s)
     pc=$(echo "$p" | json_field cpu_s_per_step) tc=$(echo "$t" | json_field cpu_s_per_step)
-    awk -v m="$model" -v s="$shape" -v k="$([ "$kind" = all ] && echo all linear || echo q,v)" \
+    awk -v m="$model" -v s="$shape" -v k="$(case $kind in all) echo all linear ;; dora) echo "all linear, DoRA" ;; *) echo q,v ;; esac)" \
         -v pt="$pt" -v tt="$tt" -v pr="$pr" -v tr="$tr" -v pg="$pg" -v pc="$pc" -v tc="$tc" \
         'BEGIN { printf "| %s | %s | %s | %.1f | %.1f | **%.2fx** | %.2fx | %.0f | %.0f | **%.3fx** | %.1f |\n", m, s, k, pt, tt, pt / tt, tc / pc, pr, tr, pr / tr, pg }'
 done

@@ -4,7 +4,7 @@
 A decoder of the shape a Hugging Face config.json describes (llama / qwen2 / gpt2), fp32 frozen weights with
 random values, a hand-written LoRA (y = W x + b + (alpha/r) * B (A x), A kaiming-uniform, B zero) on the chosen
 projections, the Hugging Face causal-LM loss (logits of position t against token t+1, mean over targets), and
-AdamW on the LoRA parameters only. It is what "HF PEFT on PyTorch, on the CPU" computes, without the library
+AdamW on the LoRA parameters only (with --use-dora: DoRA, as PEFT's DoraLinearLayer). It is what "HF PEFT on PyTorch, on the CPU" computes, without the library
 overheads, written the way the eager Hugging Face modeling code writes it (explicit softmax attention with a
 causal mask, repeat_kv for grouped-query heads). Random token ids; warm-up steps, then timed steps.
 
@@ -35,6 +35,23 @@ class LoraLinear(nn.Module):
 
     def forward(self, x):
         return self.base(x) + (x @ self.lora_A.t() @ self.lora_B.t()) * self.scaling
+
+
+class DoraLinear(LoraLinear):
+    """LoRA plus DoRA's magnitude, as PEFT's DoraLinearLayer (no dropout): with the row norms of W + s·B·A
+    detached and g = m / norm, y = (W x + b) + (g - 1)·(W x) + g·s·B(A x); m starts at the row norms of W."""
+
+    def __init__(self, base: nn.Linear, r: int, alpha: float):
+        super().__init__(base, r, alpha)
+        self.magnitude = nn.Parameter(torch.linalg.norm(base.weight.detach(), dim=1))
+
+    def forward(self, x):
+        result = self.base(x)
+        base_result = result - self.base.bias if self.base.bias is not None else result
+        weight = self.base.weight + self.scaling * (self.lora_B @ self.lora_A)
+        gain = self.magnitude / torch.linalg.norm(weight, dim=1).detach()
+        lora_result = (x @ self.lora_A.t() @ self.lora_B.t()) * self.scaling
+        return result + (gain - 1) * base_result + gain * lora_result
 
 
 def frozen_linear(n_in, n_out, bias):
@@ -183,13 +200,13 @@ TARGETS = {
 }
 
 
-def attach_lora(model, model_type, targets, r, alpha):
+def attach_lora(model, model_type, targets, r, alpha, dora=False):
     params = []
     for blk in model.blocks:
         for name in TARGETS[targets][model_type]:
-            lora = LoraLinear(getattr(blk, name), r, alpha)
+            lora = (DoraLinear if dora else LoraLinear)(getattr(blk, name), r, alpha)
             setattr(blk, name, lora)
-            params += [lora.lora_A, lora.lora_B]
+            params += [lora.lora_A, lora.lora_B] + ([lora.magnitude] if dora else [])
     return params
 
 
@@ -223,6 +240,7 @@ def main():
     ap.add_argument("--targets", choices=["qv", "all"], default="all")
     ap.add_argument("--r", type=int, default=8)
     ap.add_argument("--lora-alpha", type=float, default=16)
+    ap.add_argument("--use-dora", action="store_true", help="DoRA on the same projections")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=42)
     a = ap.parse_args()
@@ -232,7 +250,7 @@ def main():
     with open(a.config) as f:
         c = json.load(f)
     model = Decoder(c)
-    params = attach_lora(model, c["model_type"], a.targets, a.r, a.lora_alpha)
+    params = attach_lora(model, c["model_type"], a.targets, a.r, a.lora_alpha, a.use_dora)
     opt = torch.optim.AdamW(params, lr=1e-4, weight_decay=0.0)
     V = c["vocab_size"]
     times = []
