@@ -3,10 +3,11 @@
 
 A decoder of the shape a Hugging Face config.json describes (llama / qwen2 / gpt2), fp32 frozen weights with
 random values, a hand-written LoRA (y = W x + b + (alpha/r) * B (A x), A kaiming-uniform, B zero) on the chosen
-projections, the Hugging Face causal-LM loss (logits of position t against token t+1, mean over targets), and
-AdamW on the LoRA parameters only (with --use-dora: DoRA, as PEFT's DoraLinearLayer). It is what "HF PEFT on PyTorch, on the CPU" computes, without the library
-overheads, written the way the eager Hugging Face modeling code writes it (explicit softmax attention with a
-causal mask, repeat_kv for grouped-query heads). Random token ids; warm-up steps, then timed steps.
+projections (with --use-dora: DoRA, as PEFT's DoraLinearLayer), the Hugging Face causal-LM loss (logits of
+position t against token t+1, mean over targets), and AdamW on the adapter parameters only. It is what "HF PEFT
+on PyTorch, on the CPU" computes, without the library overheads, written the way the eager Hugging Face modeling
+code writes it (explicit softmax attention with a causal mask, repeat_kv for grouped-query heads). Random token
+ids; warm-up steps, then timed steps.
 
 Prints one JSON line: tokens_per_s, step_s_median, peak_rss_mb (ru_maxrss of this process), and the setup.
 """
