@@ -64,20 +64,13 @@ static pc_status load_line(const pc_line_reader *r, pc_record *rec, const pc_rec
     if (bad >= 0)
         return pc_fail(err, PC_ERR_FORMAT, "%s at byte %ld (byte 0x%02x)",
                        r->buf[bad] == 0 ? "NUL byte" : "invalid UTF-8", bad + 1, (unsigned char)r->buf[bad]);
-    const char *end = NULL;
-    pc_status parsed;
-    cJSON *obj = pc_json_parse(r->buf, r->len, &end, &parsed);
-    if (parsed == PC_ERR_NOMEM) return pc_fail(err, PC_ERR_NOMEM, "out of memory parsing the JSON");
-    if (!obj) {
-        long col = end ? (long)(end - r->buf) + 1 : 1;
-        return pc_fail(err, PC_ERR_FORMAT, "bad JSON at column %ld", col);
-    }
-    /* anything but whitespace after the object is a second value on the line */
-    if (end && !line_is_blank(end, r->len - (size_t)(end - r->buf))) {
-        long col = (long)(end - r->buf) + 1;
-        cJSON_Delete(obj);
-        return pc_fail(err, PC_ERR_FORMAT, "bad JSON: unexpected text after the record at column %ld", col);
-    }
+    pc_json_failure why;
+    cJSON *obj = pc_json_parse(r->buf, r->len, &why);
+    if (!obj && why.status == PC_ERR_NOMEM) return pc_fail(err, PC_ERR_NOMEM, "out of memory parsing the JSON");
+    /* text after the object is a second value on the line */
+    if (!obj && why.trailing)
+        return pc_fail(err, PC_ERR_FORMAT, "bad JSON: unexpected text after the record at column %zu", why.at + 1);
+    if (!obj) return pc_fail(err, PC_ERR_FORMAT, "bad JSON at column %zu", why.at + 1);
     pc_status st = pc_record_parse(rec, obj, cx, err);
     cJSON_Delete(obj);
     return st;

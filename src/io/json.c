@@ -22,13 +22,23 @@ __attribute__((constructor)) static void route_cjson_allocations(void) {
     cJSON_InitHooks(&hooks);
 }
 
-cJSON *pc_json_parse(const char *text, size_t len, const char **end, pc_status *status) {
+static int is_json_space(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
+
+cJSON *pc_json_parse(const char *text, size_t len, pc_json_failure *why) {
     /* cJSON says only NULL. A failed allocation sets errno to ENOMEM (malloc does, and so does an injected
      * failure); nothing else in a parse does, and the parse unwinds straight after it. */
+    const char *end = NULL;
     errno = 0;
-    cJSON *root = cJSON_ParseWithLengthOpts(text, len, end, 0);
-    *status = root ? PC_OK : errno == ENOMEM ? PC_ERR_NOMEM : PC_ERR_FORMAT;
-    return root;
+    cJSON *root = cJSON_ParseWithLengthOpts(text, len, &end, 0);
+    size_t at = end && end >= text && end <= text + len ? (size_t)(end - text) : 0;
+    *why = (pc_json_failure){errno == ENOMEM ? PC_ERR_NOMEM : PC_ERR_FORMAT, at, 0};
+    if (!root) return NULL;
+    /* cJSON stops after the first value; anything but whitespace after it is an error too. */
+    while (at < len && is_json_space(text[at])) at++;
+    if (at == len) return root;
+    cJSON_Delete(root);
+    *why = (pc_json_failure){PC_ERR_FORMAT, at, 1};
+    return NULL;
 }
 
 void pc_json_put(cJSON *object, const char *key, cJSON *item, int *failed) {
@@ -77,24 +87,20 @@ static void line_column(const char *text, size_t offset, long *line, long *colum
     }
 }
 
-/* Byte offset where cJSON gave up on text, or len when the text simply ended too early. cJSON reports an
- * error at the end of input as the last byte, and other errors at (or one past) the offending byte, which is
- * ambiguous at the last byte; two more spaces settle it: only an end-of-input error moves past them. */
-static size_t error_offset(const char *text, size_t len, const char *end) {
-    size_t at = end && end >= text && end <= text + len ? (size_t)(end - text) : 0;
+/* Where a syntax error is, given cJSON's offset `at`: len when the text simply ended too early. cJSON
+ * reports an error at the end of input as the last byte, and other errors at (or one past) the offending byte,
+ * which is ambiguous at the last byte; two more spaces settle it: only an end-of-input error moves past them. */
+static size_t error_offset(const char *text, size_t len, size_t at) {
     if (len == 0) return 0;
     if (at + 1 < len) return at;
     char *padded = pc_malloc(len + 2);
     if (!padded) return at;
     memcpy(padded, text, len);
     padded[len] = padded[len + 1] = ' ';
-    const char *end2 = NULL;
-    pc_status again_status;
-    cJSON *again = pc_json_parse(padded, len + 2, &end2, &again_status);
-    size_t at2 = end2 && end2 >= padded && end2 <= padded + len + 2 ? (size_t)(end2 - padded) : 0;
-    cJSON_Delete(again);
+    pc_json_failure again;
+    cJSON_Delete(pc_json_parse(padded, len + 2, &again));
     pc_free(padded);
-    return again_status == PC_ERR_FORMAT && at2 > len ? len : at;
+    return again.status == PC_ERR_FORMAT && !again.trailing && again.at > len ? len : at;
 }
 
 /* Up to 16 bytes of text from `at` for a message: the rest of that line, non-printable bytes as '?'. */
@@ -122,13 +128,17 @@ pc_status pc_json_load(cJSON **out, const char *path, pc_error *err) {
         pc_free(text);
         return pc_fail(err, PC_ERR_FORMAT, "%s: %ld:%ld: not valid UTF-8 (a JSON text must be)", path, line, column);
     }
-    const char *end = NULL;
-    pc_status status;
-    cJSON *root = pc_json_parse(text, len, &end, &status);
-    if (status == PC_ERR_NOMEM) {
+    pc_json_failure why;
+    cJSON *root = pc_json_parse(text, len, &why);
+    pc_status status = PC_OK;
+    if (!root && why.status == PC_ERR_NOMEM) {
         status = pc_fail(err, PC_ERR_NOMEM, "%s: out of memory parsing the JSON", path);
+    } else if (!root && why.trailing) {
+        long line, column;
+        line_column(text, why.at, &line, &column);
+        status = pc_fail(err, PC_ERR_FORMAT, "%s: %ld:%ld: unexpected text after the JSON value", path, line, column);
     } else if (!root) {
-        size_t at = error_offset(text, len, end);
+        size_t at = error_offset(text, len, why.at);
         long line, column;
         char near[17];
         line_column(text, at, &line, &column);
@@ -137,18 +147,6 @@ pc_status pc_json_load(cJSON **out, const char *path, pc_error *err) {
                                      line, column)
                            : pc_fail(err, PC_ERR_FORMAT, "%s: %ld:%ld: invalid JSON near '%s'", path, line,
                                      column, near);
-    } else {
-        /* cJSON stops after the first value; anything but whitespace after it is an error too. */
-        for (const char *p = end; p < text + len; p++) {
-            if (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r') continue;
-            long line, column;
-            line_column(text, (size_t)(p - text), &line, &column);
-            status = pc_fail(err, PC_ERR_FORMAT, "%s: %ld:%ld: unexpected text after the JSON value", path, line,
-                             column);
-            cJSON_Delete(root);
-            root = NULL;
-            break;
-        }
     }
     pc_free(text);
     *out = root;

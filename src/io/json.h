@@ -10,9 +10,15 @@
  * fault-injection sweep reaches every JSON allocation and an out-of-memory parse or build is PC_ERR_NOMEM,
  * not a syntax error or a file missing a field. */
 
-/* Parse text[0..len): the tree, or NULL with *status PC_ERR_NOMEM (out of memory) or PC_ERR_FORMAT (a syntax
- * error at *end, as cJSON reports it). Text after the first value is left to the caller (*end). */
-cJSON *pc_json_parse(const char *text, size_t len, const char **end, pc_status *status);
+/* Why pc_json_parse returned NULL. */
+typedef struct pc_json_failure {
+    pc_status status; /* PC_ERR_NOMEM (out of memory) or PC_ERR_FORMAT */
+    size_t at;        /* FORMAT: byte offset of the error, as cJSON reports it */
+    int trailing;     /* FORMAT: a complete value, followed at `at` by something other than whitespace */
+} pc_json_failure;
+/* Parse text[0..len) as one JSON value with only JSON whitespace after it (a JSON text, RFC 8259; UTF-8 is
+ * the caller's to check, with its own rules and message): the tree, or NULL and *why. */
+cJSON *pc_json_parse(const char *text, size_t len, pc_json_failure *why);
 /* Parse a JSON file; on a syntax error the message gives the file and line:column. */
 pc_status pc_json_load(cJSON **out, const char *path, pc_error *err);
 /* Typed getters: PC_OK and *out set; missing + required -> format error naming file and key;

@@ -219,8 +219,6 @@ static pc_status parse_entries(pc_safetensors *st, const cJSON *root, const unsi
     return check_tiling(st, buffer, buffer_len, err);
 }
 
-static int is_json_space(unsigned char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
-
 static pc_status parse_file(pc_safetensors *st, pc_error *err) {
     const unsigned char *bytes = st->map.data;
     size_t size = st->map.size;
@@ -238,22 +236,15 @@ static pc_status parse_file(pc_safetensors *st, pc_error *err) {
     /* The reference reader rejects headers that are not UTF-8; names must be valid to be written back. */
     size_t bad = pc_utf8_valid_prefix((const char *)bytes + 8, (size_t)n);
     if (bad < n) return st_fail(err, PC_ERR_FORMAT, st->path, NULL, "header", "invalid UTF-8 at byte %zu", bad);
-    const char *json = (const char *)bytes + 8, *end = NULL;
-    pc_status parsed;
-    cJSON *root = pc_json_parse(json, (size_t)n, &end, &parsed);
-    if (parsed == PC_ERR_NOMEM) return st_fail(err, PC_ERR_NOMEM, st->path, NULL, "header", "out of memory parsing the JSON");
-    if (!root) {
-        size_t at = end && end >= json && end <= json + n ? (size_t)(end - json) : 0;
-        return st_fail(err, PC_ERR_FORMAT, st->path, NULL, "header", "invalid JSON near byte %zu", at);
-    }
+    pc_json_failure why;
+    cJSON *root = pc_json_parse((const char *)bytes + 8, (size_t)n, &why);
+    if (!root && why.status == PC_ERR_NOMEM)
+        return st_fail(err, PC_ERR_NOMEM, st->path, NULL, "header", "out of memory parsing the JSON");
+    if (!root && why.trailing)
+        return st_fail(err, PC_ERR_FORMAT, st->path, NULL, "header", "unexpected bytes after the JSON at byte %zu", why.at);
+    if (!root) return st_fail(err, PC_ERR_FORMAT, st->path, NULL, "header", "invalid JSON near byte %zu", why.at);
     pc_status status = PC_OK;
-    for (const char *p = end; p < json + n; p++) {
-        if (is_json_space((unsigned char)*p)) continue;
-        status = st_fail(err, PC_ERR_FORMAT, st->path, NULL, "header", "unexpected bytes after the JSON at byte %zu",
-                         (size_t)(p - json));
-        break;
-    }
-    if (status == PC_OK && !cJSON_IsObject(root))
+    if (!cJSON_IsObject(root))
         status = st_fail(err, PC_ERR_FORMAT, st->path, NULL, "header", "not a JSON object");
     if (status == PC_OK) status = parse_entries(st, root, bytes + 8 + n, size - 8 - n, err);
     cJSON_Delete(root);

@@ -59,10 +59,9 @@ static int print_ids(const int32_t *ids, size_t n) {
 }
 
 static int decode_stdin(const pc_tokenizer *tk, const char *in, int skip_special) {
-    const char *end = NULL;
-    pc_status parsed;
-    cJSON *arr = pc_json_parse(in, strlen(in), &end, &parsed);
-    if (parsed == PC_ERR_NOMEM) {
+    pc_json_failure why;
+    cJSON *arr = pc_json_parse(in, strlen(in), &why);
+    if (!arr && why.status == PC_ERR_NOMEM) {
         fprintf(stderr, "peftc: error: stdin: out of memory parsing the JSON\n");
         return 1;
     }
