@@ -67,6 +67,19 @@ void finite_diff(test_scalar_fn f, void *ctx, float *x, long n, double h, float 
 
 void test_fill_uniform(pc_rng *rng, float *x, long n, float lo, float hi) { pc_rng_fill_uniform(rng, x, n, lo, hi); }
 
+int test_files_equal(const char *a, const char *b) {
+    FILE *fa = fopen(a, "rb"), *fb = fopen(b, "rb");
+    int same = fa && fb;
+    while (same) {
+        int ca = fgetc(fa), cb = fgetc(fb);
+        if (ca != cb) same = 0;
+        if (ca == EOF || cb == EOF) break;
+    }
+    if (fa) fclose(fa);
+    if (fb) fclose(fb);
+    return same;
+}
+
 const char *test_source_dir(void) {
     const char *s = getenv("PEFTC_SOURCE_DIR");
     return s ? s : ".";

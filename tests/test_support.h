@@ -23,6 +23,8 @@ typedef double (*test_scalar_fn)(void *ctx);
 void finite_diff(test_scalar_fn f, void *ctx, float *x, long n, double h, float *grad_fd);
 
 void test_fill_uniform(pc_rng *rng, float *x, long n, float lo, float hi);
+/* 1 if both files exist and hold the same bytes. Plain stdio: usable while the allocation-failure hook is set. */
+int test_files_equal(const char *a, const char *b);
 /* Environment: PEFTC_SOURCE_DIR (the checkout), PEFTC_CACHE_DIR (default $SOURCE/.cache), PEFTC_BIN. */
 const char *test_source_dir(void);
 const char *test_cache_dir(void);

@@ -35,20 +35,6 @@ static char model_dir[1024], data_path[1024], golden_adapter[1024];
 
 /* ---- files ------------------------------------------------------------------------------------------- */
 
-/* 1 if both files exist and hold the same bytes. Plain stdio/malloc: test code outside the fault hook. */
-static int same_bytes(const char *a, const char *b) {
-    FILE *fa = fopen(a, "rb"), *fb = fopen(b, "rb");
-    int same = fa && fb;
-    while (same) {
-        int ca = fgetc(fa), cb = fgetc(fb);
-        if (ca != cb) same = 0;
-        if (ca == EOF || cb == EOF) break;
-    }
-    if (fa) fclose(fa);
-    if (fb) fclose(fb);
-    return same;
-}
-
 /* Names under dir (one level of subdirectories) that look like a temp file or a half-written checkpoint. */
 static int find_partial(const char *dir, char *found, size_t cap, int depth) {
     DIR *d = opendir(dir);
@@ -86,7 +72,7 @@ static int outputs_consistent(const char *out, const char *ref, char *why, size_
         char a[2048], b[2048];
         snprintf(a, sizeof a, "%s/%s", out, files[i]);
         snprintf(b, sizeof b, "%s/%s", ref, files[i]);
-        if (pc_path_exists(a) && !same_bytes(a, b)) {
+        if (pc_path_exists(a) && !test_files_equal(a, b)) {
             snprintf(why, cap, "%s differs from the fault-free run's", files[i]);
             return 0;
         }
@@ -273,14 +259,14 @@ static void write_failure(const cycle *c) {
         int rc = save_under_limit(lora, dir, limits[k]);
         CHECK(rc == 0, "write failure: limit %lu bytes: child result %d (0 = clean PC_ERR_IO naming the file)",
               (unsigned long)limits[k], rc);
-        CHECK(same_bytes(file, keep), "write failure: limit %lu bytes: the previous adapter file changed",
+        CHECK(test_files_equal(file, keep), "write failure: limit %lu bytes: the previous adapter file changed",
               (unsigned long)limits[k]);
         CHECK(!find_partial(dir, partial, sizeof partial, 0), "write failure: limit %lu bytes: left %s",
               (unsigned long)limits[k], partial);
     }
     /* Without a limit the same save succeeds (the failures above were the limit's). */
     CHECK(save_under_limit(lora, dir, RLIM_INFINITY) == 1, "write failure: unlimited save should succeed");
-    CHECK(!same_bytes(file, keep), "write failure: the unlimited save should have replaced the file");
+    CHECK(!test_files_equal(file, keep), "write failure: the unlimited save should have replaced the file");
     pc_method_free(lora);
     pc_model_free(model);
 }
@@ -359,7 +345,7 @@ int main(void) {
         char a[1300], b[1300];
         snprintf(a, sizeof a, "%s/adapter_model.safetensors", resume_ref);
         snprintf(b, sizeof b, "%s/adapter_model.safetensors", ref);
-        CHECK(same_bytes(a, b), "resume from checkpoint-1 should end with the uninterrupted run's adapter");
+        CHECK(test_files_equal(a, b), "resume from checkpoint-1 should end with the uninterrupted run's adapter");
         if (st == PC_OK) {
             resume.out = resume_dir;
             {

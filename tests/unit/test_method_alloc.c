@@ -7,34 +7,15 @@
  * leaks on those paths. */
 #include "test_method_common.h"
 
-#include <stdlib.h>
-
 /* changes_geometry: the method adds virtual tokens or prefix keys. The model keeps its activation plan when a
  * planner is removed, so after such a method is freed the stale plan still counts its tokens (model_plan.c;
  * reported to the model's owner) — the "model untouched" check is skipped for those until that is fixed. */
-/* The whole file, or NULL if it is absent (plain stdio and malloc: test code outside the fault hook). */
-static char *slurp(const char *dir, const char *name, long *len) {
-    char path[1024];
-    snprintf(path, sizeof path, "%s/%s", dir, name);
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    *len = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *buf = malloc((size_t)*len + 1);
-    if (buf && fread(buf, 1, (size_t)*len, f) != (size_t)*len) *len = -1;
-    fclose(f);
-    return buf;
-}
-
-/* 0 if name in dir is absent or equal to the same file in ref; else 1 (and why). */
+/* 1 if name exists in dir and differs from the same file in ref. */
 static int differs(const char *dir, const char *ref, const char *name) {
-    long n = 0, n_ref = 0;
-    char *a = slurp(dir, name, &n), *b = slurp(ref, name, &n_ref);
-    int bad = a && (!b || n != n_ref || memcmp(a, b, (size_t)n) != 0);
-    free(a);
-    free(b);
-    return bad;
+    char a[1024], b[1024];
+    snprintf(a, sizeof a, "%s/%s", dir, name);
+    snprintf(b, sizeof b, "%s/%s", ref, name);
+    return pc_path_exists(a) && !test_files_equal(a, b);
 }
 
 static void save_sweep(pc_method *meth, const char *tag) {
