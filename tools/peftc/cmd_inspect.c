@@ -189,14 +189,12 @@ static pc_status read_adapter_config(cJSON **out, const char *dir, pc_error *err
         return pc_fail(err, PC_ERR_IO, "%s: path: too long", dir);
     cJSON *cfg = NULL;
     PC_TRY(pc_json_load(&cfg, p, err)); /* syntax errors with line:column, like every other reader's */
-    if (!cJSON_IsObject(cfg)) {
+    const char *type = NULL; /* as pc_method_load reads it */
+    pc_status st = cJSON_IsObject(cfg) ? pc_json_string(cfg, "peft_type", 1, &type, p, err)
+                                       : pc_fail(err, PC_ERR_FORMAT, "%s: not a JSON object", p);
+    if (st != PC_OK) {
         cJSON_Delete(cfg);
-        return pc_fail(err, PC_ERR_FORMAT, "%s: top level: not a JSON object", p);
-    }
-    cJSON *pt = cJSON_GetObjectItemCaseSensitive(cfg, "peft_type");
-    if (!cJSON_IsString(pt)) {
-        cJSON_Delete(cfg);
-        return pc_fail(err, PC_ERR_FORMAT, "%s: peft_type: missing or not a string", p);
+        return st;
     }
     *out = cfg;
     return PC_OK;
