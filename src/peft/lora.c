@@ -126,18 +126,19 @@ static void dora_weight_norm(const lora_target *t, const pc_method *m, float *ro
 
 static pc_status lora_init(pc_method *m, pc_rng *rng, pc_error *err) {
     lora_state *s = m->impl;
+    int threads = omp_get_max_threads(), max_in = 0;
+    for (int i = 0; i < s->n_targets; i++)
+        if (s->targets[i].mag >= 0 && s->targets[i].lin->in > max_in) max_in = s->targets[i].lin->in;
+    /* DoRA's magnitudes start at ‖W‖ (B = 0): one set of row buffers for every target */
+    float *rows = max_in ? pc_malloc(sizeof(float) * (size_t)threads * (size_t)max_in) : NULL;
+    if (max_in && !rows) return pc_fail(err, PC_ERR_NOMEM, "out of memory");
     for (int i = 0; i < s->n_targets; i++) {
         lora_target *t = &s->targets[i];
         pc_rng_kaiming_uniform(rng, pc_params_data(&m->params, t->a), (long)t->r * t->lin->in, t->lin->in);
         memset(pc_params_data(&m->params, t->b), 0, sizeof(float) * (size_t)t->lin->out * (size_t)t->r);
-        if (t->mag >= 0) {
-            int threads = omp_get_max_threads();
-            float *rows = pc_malloc(sizeof(float) * (size_t)threads * (size_t)t->lin->in);
-            if (!rows) return pc_fail(err, PC_ERR_NOMEM, "out of memory");
-            dora_weight_norm(t, m, rows, threads, pc_params_data(&m->params, t->mag));
-            pc_free(rows);
-        }
+        if (t->mag >= 0) dora_weight_norm(t, m, rows, threads, pc_params_data(&m->params, t->mag));
     }
+    pc_free(rows);
     return PC_OK;
 }
 
