@@ -263,12 +263,8 @@ static pc_status write_json(const trainer *t, const pc_bpe_train_options *opt, c
     pc_status st = bpe_model_json(t, opt, merges, n_merges, model, &failed, err);
     pc_json_put(root, "model", model, &failed);
     if (st == PC_OK) st = pc_json_built(failed, out_path, err);
-    char *text = st == PC_OK ? cJSON_Print(root) : NULL;
+    if (st == PC_OK) st = pc_json_write_atomic(root, out_path, err);
     cJSON_Delete(root);
-    if (st != PC_OK) return st;
-    if (!text) return pc_fail(err, PC_ERR_NOMEM, "%s: out of memory writing JSON", out_path);
-    st = pc_write_file_atomic(out_path, text, strlen(text), err);
-    cJSON_free(text);
     return st;
 }
 
