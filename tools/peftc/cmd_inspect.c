@@ -151,9 +151,9 @@ static pc_status inspect_model(cJSON *o, const char *dir, int *failed, pc_error 
     const struct {
         const char *name;
         long value;
-    } sizes[] = {{"layers", cfg.n_layers},          {"hidden", cfg.hidden},        {"heads", cfg.n_heads},
-                 {"kv_heads", cfg.n_kv_heads},      {"head_dim", cfg.head_dim},    {"intermediate", cfg.intermediate},
-                 {"vocab", cfg.vocab_size},         {"max_positions", cfg.max_positions}};
+    } sizes[] = {{"layers", cfg.n_layers},     {"hidden", cfg.hidden},     {"heads", cfg.n_heads},
+                 {"kv_heads", cfg.n_kv_heads}, {"head_dim", cfg.head_dim}, {"intermediate", cfg.intermediate},
+                 {"vocab", cfg.vocab_size},    {"max_positions", cfg.max_positions}};
     for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++)
         pc_json_put(o, sizes[i].name, cJSON_CreateNumber((double)sizes[i].value), failed);
     pc_json_put(o, "tied", cJSON_CreateBool(cfg.tied), failed);
